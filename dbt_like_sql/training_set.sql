@@ -1,0 +1,28 @@
+-- training_set: teacher-graded candidate-pool pairs with query and document text, for the student
+with graded as (
+    select qid, doc_id, grade, expected_grade, labeler_id
+    from teacher_labels
+    where status = 'ok' and pair_source = 'pool'
+),
+
+queries as (
+    select qid, query_text from synthetic_queries
+),
+
+documents as (
+    select doc_id, title, text as doc_text from seed_corpus
+)
+
+select
+    graded.qid,
+    queries.query_text,
+    graded.doc_id,
+    documents.title,
+    documents.doc_text,
+    graded.grade,
+    graded.expected_grade,
+    graded.labeler_id as teacher_id
+from graded
+inner join queries on graded.qid = queries.qid
+inner join documents on graded.doc_id = documents.doc_id
+order by graded.qid, graded.doc_id

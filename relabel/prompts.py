@@ -1,0 +1,52 @@
+"""Prompt templates shipped as files in ``relabel/prompt_files``: id = file stem, version = content hash."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from string import Template
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A chat prompt with ``$placeholders``; ``version`` changes whenever the file changes."""
+
+    prompt_id: str
+    version: str
+    system: str
+    user: str
+
+    def render(self, **values: object) -> list[dict[str, str]]:
+        """Chat messages with every placeholder filled; a missing value raises ``KeyError``."""
+        text = {key: str(value) for key, value in values.items()}
+        return [
+            {"role": "system", "content": Template(self.system).substitute(text)},
+            {"role": "user", "content": Template(self.user).substitute(text)},
+        ]
+
+
+def parse_template(prompt_id: str, source: str) -> PromptTemplate:
+    """Split a ``### system`` / ``### user`` file into a template."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in source.splitlines():
+        header = line.strip().lower()
+        if header in ("### system", "### user"):
+            current = sections.setdefault(header[4:], [])
+        elif current is not None:
+            current.append(line)
+    if set(sections) != {"system", "user"}:
+        raise ValueError(f"prompt {prompt_id!r} needs exactly a '### system' and a '### user' section")
+    version = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return PromptTemplate(
+        prompt_id, version, "\n".join(sections["system"]).strip(), "\n".join(sections["user"]).strip()
+    )
+
+
+@cache
+def load_prompt(prompt_id: str) -> PromptTemplate:
+    """Load ``relabel/prompt_files/<prompt_id>.txt``."""
+    source = resources.files("relabel.prompt_files").joinpath(f"{prompt_id}.txt").read_text(encoding="utf-8")
+    return parse_template(prompt_id, source)

@@ -1,0 +1,1 @@
+"""Dagster assets of relabel, one module per pipeline stage; ``definitions.defs`` is the code location."""

@@ -1,0 +1,72 @@
+"""Data-quality checks on every table asset (great-expectations expectations, surfaced as asset checks).
+Blocking checks stop downstream assets in the same run when bad data would poison them."""
+
+import json
+from collections.abc import Callable
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from relabel import quality
+from relabel.custom_checks import failure_rate_below, pools_hold_seed_and_negative
+from relabel.quality import CheckOutcome
+from relabel_assets.common import WRITER_POOL, read_sql
+
+Evaluate = Callable[[pd.DataFrame], CheckOutcome]
+
+
+def table_check(asset: str, name: str, evaluate: Evaluate, *, blocking: bool = True,
+                sql: str | None = None, description: str = "") -> dg.AssetChecksDefinition:
+    """An asset check that loads the asset's table (or ``sql``) and runs one expectation on it."""
+
+    @dg.asset_check(asset=asset, name=name, blocking=blocking, pool=WRITER_POOL,
+                    description=description or name.replace("_", " "))
+    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        outcome = evaluate(read_sql(duckdb, sql or f'select * from "{asset}"'))
+        return dg.AssetCheckResult(
+            passed=outcome.passed, description=outcome.description,
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            metadata={"check": outcome.name, "details": dg.MetadataValue.json(json.loads(json.dumps(outcome.details)))},
+        )
+
+    return _check
+
+
+def table_checks() -> list[dg.AssetChecksDefinition]:
+    """Every check of the pipeline's tables."""
+    unique, non_empty, between = quality.expect_unique_key, quality.expect_non_empty_text, quality.expect_values_between
+    rows_at_least = quality.expect_row_count_at_least
+    ok_pool_labels = "select * from {t} where status = 'ok' and pair_source = 'pool'"
+    return [
+        table_check("seed_corpus", "unique_doc_id", lambda f: unique(f, ["doc_id"])),
+        table_check("seed_corpus", "non_empty_text", lambda f: non_empty(f, "text")),
+        table_check("seed_corpus", "has_documents", lambda f: rows_at_least(f, 1)),
+        table_check("synthetic_queries", "unique_qid", lambda f: unique(f, ["qid"])),
+        table_check("synthetic_queries", "non_empty_query", lambda f: non_empty(f, "query_text")),
+        table_check("synthetic_queries", "has_queries", lambda f: rows_at_least(f, 1)),
+        table_check("bm25_index", "index_registered", lambda f: non_empty(f, "sha256")),
+        table_check("candidate_pools", "unique_pair", lambda f: unique(f, ["qid", "doc_id"])),
+        table_check("candidate_pools", "pool_has_seed_and_negative", pools_hold_seed_and_negative),
+        table_check("teacher_labels", "unique_label", lambda f: unique(f, ["pair_source", "qid", "doc_id"])),
+        table_check("teacher_labels", "grades_in_range", lambda f: between(f, "grade", 0, 3, ignore_null=True)),
+        table_check("teacher_labels", "grade_distribution_not_degenerate",
+                    lambda f: quality.expect_no_dominant_value(f, "grade", 0.9),
+                    sql=ok_pool_labels.format(t="teacher_labels"),
+                    description="no grade holds more than 90% of the teacher's pool labels"),
+        table_check("teacher_labels", "parse_failures_below_20_percent",
+                    lambda f: failure_rate_below(f, 0.2), blocking=False),
+        table_check("training_set", "unique_pair", lambda f: unique(f, ["qid", "doc_id"])),
+        table_check("training_set", "non_empty_text", lambda f: non_empty(f, "doc_text")),
+        table_check("training_set", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
+        table_check("training_set", "has_rows", lambda f: rows_at_least(f, 1)),
+        table_check("student_checkpoint", "checkpoint_registered", lambda f: non_empty(f, "sha256")),
+        table_check("student_labels", "unique_label", lambda f: unique(f, ["pair_source", "qid", "doc_id"])),
+        table_check("student_labels", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
+        table_check("student_labels", "grade_distribution_not_degenerate",
+                    lambda f: quality.expect_no_dominant_value(f, "grade", 0.9), blocking=False),
+        table_check("human_benchmark", "unique_judgment", lambda f: unique(f, ["qid", "doc_id"])),
+        table_check("human_benchmark", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
+        table_check("human_benchmark", "non_empty_text", lambda f: non_empty(f, "text")),
+        table_check("agreement_report", "has_rows", lambda f: rows_at_least(f, 1), blocking=False),
+    ]

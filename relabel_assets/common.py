@@ -1,0 +1,40 @@
+"""Small helpers every asset uses: DuckDB writes with metadata the UI shows."""
+
+import time
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from relabel.warehouse import replace_table
+
+WRITER_POOL = "duckdb_writer"
+
+
+def table_metadata(frame: pd.DataFrame, started: float, **extra: Any) -> dict[str, Any]:
+    """Row count, a five-row preview and the elapsed seconds."""
+    preview = frame.head(5).copy()
+    for column in preview.columns:
+        if preview[column].dtype == object:
+            preview[column] = preview[column].astype(str).str.slice(0, 60)
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+        "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
+        **extra,
+    }
+
+
+def write_asset_table(duckdb: DuckDBResource, name: str, frame: pd.DataFrame, started: float,
+                      **extra: Any) -> dg.MaterializeResult:
+    """Replace the table named after the asset and report its metadata."""
+    with duckdb.get_connection() as conn:
+        replace_table(conn, name, frame)
+    return dg.MaterializeResult(metadata=table_metadata(frame, started, **extra))
+
+
+def read_sql(duckdb: DuckDBResource, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+    """A query's rows as a DataFrame."""
+    with duckdb.get_connection() as conn:
+        return conn.execute(sql, params or []).df()

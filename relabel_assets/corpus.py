@@ -1,0 +1,43 @@
+"""seed_corpus: the company's documents (demo corpus or a folder, plus the inbox) as one table."""
+
+import time
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from relabel.documents import Document, scan_directory
+from relabel_assets.common import WRITER_POOL, write_asset_table
+from resources.settings import PipelineSettings
+
+DOC_COLUMNS = list(Document.__dataclass_fields__)
+
+
+@dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="corpus")
+def seed_corpus(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
+                settings: PipelineSettings) -> dg.MaterializeResult:
+    """Seed documents with enterprise metadata (title, author, path, modified date, type), parsed from
+    md, txt, html, json and eml files of the corpus folder and the inbox. Files that cannot be read go
+    to ``seed_corpus_quarantine`` with the reason."""
+    started = time.perf_counter()
+    documents, quarantined = scan_directory(settings.corpus_path())
+    inbox_docs, inbox_quarantined = scan_directory(settings.inbox_path(), prefix="inbox/")
+    documents += inbox_docs
+    quarantined += inbox_quarantined
+    frame = pd.DataFrame([d.as_row() for d in documents], columns=DOC_COLUMNS)
+    rejects = pd.DataFrame(quarantined, columns=["doc_id", "reason"])
+    for row in quarantined:
+        context.log.warning(f"quarantined {row['doc_id']}: {row['reason']}")
+    with duckdb.get_connection() as conn:
+        conn.execute("create table if not exists seed_corpus_quarantine (doc_id varchar, reason varchar, "
+                     "seen_at timestamp default current_timestamp)")
+        conn.register("_rejects", rejects)
+        conn.execute("delete from seed_corpus_quarantine where doc_id in (select doc_id from _rejects)")
+        conn.execute("insert into seed_corpus_quarantine (doc_id, reason) select doc_id, reason from _rejects")
+        conn.unregister("_rejects")
+    return write_asset_table(
+        duckdb, "seed_corpus", frame, started,
+        quarantined=dg.MetadataValue.int(len(quarantined)),
+        formats=dg.MetadataValue.json(frame["format"].value_counts().to_dict()),
+        inbox_documents=dg.MetadataValue.int(len(inbox_docs)),
+    )

@@ -1,0 +1,50 @@
+"""The code location: assets, checks, job, sensor and resources (``dagster dev -w workspace.yaml``)."""
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dagster as dg  # noqa: E402
+from dagster_duckdb import DuckDBResource  # noqa: E402
+
+from relabel import paths  # noqa: E402
+from relabel_assets import corpus, evaluation, queries, retrieval, student, teacher  # noqa: E402
+from relabel_assets.checks import table_checks  # noqa: E402
+from relabel_assets.sql_models import sql_assets  # noqa: E402
+from resources.llm import LLMGateway  # noqa: E402
+from resources.model_store import ModelStore  # noqa: E402
+from resources.settings import PipelineSettings  # noqa: E402
+from sensors.inbox import build_inbox_sensor  # noqa: E402
+
+ALL_ASSETS = [
+    corpus.seed_corpus, queries.synthetic_queries, retrieval.bm25_index, retrieval.candidate_pools,
+    teacher.teacher_labels, *sql_assets(), student.student_checkpoint, student.student_labels,
+    evaluation.human_benchmark, evaluation.agreement_report,
+]
+
+relabel_job = dg.define_asset_job("relabel_job", selection=dg.AssetSelection.all(),
+                                  description="Every asset and check, from seed documents to the agreement report.")
+
+
+def default_resources() -> dict[str, object]:
+    """Resources from the environment: DuckDB file, LLM gateway, model store, settings."""
+    return {
+        "duckdb": DuckDBResource(database=str(paths.duckdb_path())),
+        "llm": LLMGateway.from_env(),
+        "model_store": ModelStore(root=str(paths.data_dir() / "artifacts")),
+        "settings": PipelineSettings.from_env(),
+    }
+
+
+def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """Definitions with the given resources (tests pass their own)."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=table_checks(),
+        jobs=[relabel_job],
+        sensors=[build_inbox_sensor(relabel_job.name)],
+        resources=resources or default_resources(),
+    )
+
+
+defs = build_definitions()

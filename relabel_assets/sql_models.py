@@ -1,0 +1,39 @@
+"""Every ``.sql`` file of ``dbt_like_sql`` as a DuckDB table asset; upstream assets come from the SQL."""
+
+import time
+from importlib import resources
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from relabel.sql_models import SQLModel, discover_sql_models
+from relabel_assets.common import WRITER_POOL, table_metadata
+
+
+def sql_models_dir() -> Path:
+    """The ``dbt_like_sql`` package folder."""
+    return Path(str(resources.files("dbt_like_sql")))
+
+
+def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
+    """A table asset named after the file, depending on the tables its SQL reads; the code version is
+    the file's hash, so editing the SQL marks the asset changed in the UI."""
+
+    @dg.asset(name=model.name, deps=list(model.upstream), code_version=model.code_version,
+              kinds={"duckdb", "sql"}, pool=WRITER_POOL, group_name="sql_models",
+              description=f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).")
+    def _sql_asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        with duckdb.get_connection() as conn:
+            conn.execute(f'create or replace table "{model.name}" as {model.sql}')
+            frame = conn.execute(f'select * from "{model.name}"').df()
+        return dg.MaterializeResult(metadata=table_metadata(
+            frame, started, sql=dg.MetadataValue.md(f"```sql\n{model.sql}\n```")))
+
+    return _sql_asset
+
+
+def sql_assets(directory: Path | None = None) -> list[dg.AssetsDefinition]:
+    """One asset per SQL file."""
+    return [build_sql_asset(m) for m in discover_sql_models(directory or sql_models_dir())]

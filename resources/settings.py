@@ -1,0 +1,56 @@
+"""Pipeline settings: where documents and judgments come from and the size of each stage."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from relabel import paths
+from relabel.benchmarks import DEMO, demo_corpus_dir
+from relabel.models import minilm_dir
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Knobs of the labeling pipeline; ``from_env`` reads the ``RELABEL_*`` environment variables."""
+
+    data_dir: str
+    corpus_dir: str = DEMO
+    inbox_dir: str = ""
+    judgments: str = DEMO
+    judgments_max_pairs: int = 400
+    queries_per_doc: int = 1
+    bm25_negatives: int = 3
+    random_negatives: int = 1
+    max_doc_chars: int = 1000
+    seed: int = 13
+    student_base_model: str = ""
+    student_epochs: int = 3
+    student_max_length: int = 256
+
+    @classmethod
+    def from_env(cls) -> "PipelineSettings":
+        """Defaults for the demo, overridable by environment variables."""
+        env = os.environ.get
+        return cls(
+            data_dir=str(paths.data_dir()),
+            corpus_dir=env("RELABEL_CORPUS_DIR", DEMO),
+            inbox_dir=str(paths.inbox_dir()),
+            judgments=env("RELABEL_JUDGMENTS", DEMO),
+            judgments_max_pairs=int(env("RELABEL_JUDGMENTS_MAX_PAIRS", "400")),
+            queries_per_doc=int(env("RELABEL_QUERIES_PER_DOC", "1")),
+            bm25_negatives=int(env("RELABEL_BM25_NEGATIVES", "3")),
+            random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
+            student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
+        )
+
+    def corpus_path(self) -> Path:
+        """Folder of seed documents (the bundled demo corpus by default)."""
+        return demo_corpus_dir() if self.corpus_dir == DEMO else Path(self.corpus_dir)
+
+    def inbox_path(self) -> Path:
+        """Folder the inbox sensor watches; its files join the corpus."""
+        return Path(self.inbox_dir) if self.inbox_dir else Path(self.data_dir) / "inbox"
+
+    def base_model_path(self) -> str:
+        """Student base weights: the MiniLM-L6 package unless a local HF directory is configured."""
+        return self.student_base_model or str(minilm_dir())

@@ -1,0 +1,44 @@
+"""Whole-graph materialization on a tiny corpus with the scripted LLM."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from dagster import materialize
+
+from relabel_assets.checks import table_checks
+from relabel_assets.definitions import ALL_ASSETS
+from tests import scripted_llm
+
+TABLE_ASSETS = ["seed_corpus", "synthetic_queries", "bm25_index", "candidate_pools", "teacher_labels",
+                "training_set", "student_checkpoint", "student_labels", "human_benchmark", "agreement_report"]
+
+
+@pytest.mark.integration
+def test_whole_graph_materializes_and_second_run_makes_no_llm_calls(pipeline_resources):
+    scripted_llm.calls.clear()
+    result = materialize([*ALL_ASSETS, *table_checks()], resources=pipeline_resources)
+    assert result.success
+    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    assert failed == []
+    first_calls = len(scripted_llm.calls)
+    db = pipeline_resources["duckdb"].database
+    with duckdb.connect(db, read_only=True) as conn:
+        counts = {t: conn.execute(f'select count(*) from "{t}"').fetchall()[0][0] for t in TABLE_ASSETS}
+        pools = conn.execute("select count(*) from candidate_pools").fetchall()[0][0]
+        bench = conn.execute("select count(*) from human_benchmark").fetchall()[0][0]
+        teacher = conn.execute("select count(*), count(*) filter (where status = 'ok') from teacher_labels").fetchall()[0]
+        labelers = conn.execute("select labeler_id, reference from agreement_report order by 1, 2").fetchall()
+    assert all(count > 0 for count in counts.values()), counts
+    assert counts["seed_corpus"] == 6
+    assert counts["synthetic_queries"] == 12
+    assert 12 * 2 <= pools <= 12 * 4  # seed + up to 2 BM25 hits with score > 0 + 1 random negative
+    # every pool pair and every judged pair is graded, one LLM call each (+ one per document for queries)
+    assert teacher == (pools + bench, pools + bench)
+    assert first_calls == 6 + pools + bench
+    assert {r for _, r in labelers} == {"human", "teacher:scripted/overlap"}
+
+    again = materialize([*ALL_ASSETS, *table_checks()], resources=pipeline_resources)
+    assert again.success
+    assert len(scripted_llm.calls) == first_calls, "a second materialization must be served from the DuckDB cache"
+
