@@ -27,7 +27,7 @@ def demo_corpus_dir() -> Path:
 def read_queries(path: Path) -> dict[str, str]:
     """``qid<TAB>text`` lines."""
     queries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         qid, sep, text = line.partition("\t")
@@ -43,7 +43,7 @@ def read_qrels(path: Path) -> list[tuple[str, str, int]]:
     """TREC qrels ``qid 0 docid grade`` lines, validated."""
     judgments: list[tuple[str, str, int]] = []
     seen: set[tuple[str, str]] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -61,8 +61,9 @@ def read_qrels(path: Path) -> list[tuple[str, str, int]]:
     return judgments
 
 
-def _frame(queries: dict[str, str], qrels: list[tuple[str, str, int]], docs: dict[str, dict[str, Any]],
-           source: str) -> pd.DataFrame:
+def _frame(
+    queries: dict[str, str], qrels: list[tuple[str, str, int]], docs: dict[str, dict[str, Any]], source: str
+) -> pd.DataFrame:
     rows = []
     for qid, doc_id, grade in qrels:
         if qid not in queries:
@@ -94,7 +95,7 @@ def load_trec_folder(folder: Path) -> pd.DataFrame:
     wanted = {doc_id for _, doc_id, _ in qrels}
     docs: dict[str, dict[str, Any]] = {}
     docs_path = folder / "docs.jsonl"
-    for number, line in enumerate(docs_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(docs_path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -105,8 +106,16 @@ def load_trec_folder(folder: Path) -> pd.DataFrame:
         if doc_id in wanted:
             if not text.strip():
                 raise JudgmentError(f"{docs_path}:{number}: document {doc_id!r} has empty text")
-            docs[doc_id] = {"doc_id": doc_id, "title": "", "author": "", "path": doc_id, "modified": "",
-                            "doc_type": "passage", "format": "jsonl", "text": text}
+            docs[doc_id] = {
+                "doc_id": doc_id,
+                "title": "",
+                "author": "",
+                "path": doc_id,
+                "modified": "",
+                "doc_type": "passage",
+                "format": "jsonl",
+                "text": text,
+            }
     return _frame(queries, qrels, docs, str(folder))
 
 

@@ -39,21 +39,24 @@ def run() -> None:
 
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()
-    result = defs.get_job_def("relabel_job").execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def("relabel_job").execute_in_process(instance=instance, raise_on_error=False)
     wall = time.perf_counter() - started
     click.echo(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {wall:.0f} s\n")
     click.echo(f"{'asset':<22}{'rows':>8}{'seconds':>10}")
-    for node in result.dagster_run.step_keys_to_execute or []:
-        for event in result.asset_materializations_for_node(node):
+    for node in result.job_def.graph.nodes_in_topological_order:
+        for event in result.asset_materializations_for_node(node.name):
             meta = event.metadata
             rows = meta.get("dagster/row_count")
             elapsed = meta.get("elapsed_s")
-            click.echo(f"{event.asset_key.to_user_string():<22}{rows.value if rows else '':>8}"
-                       f"{elapsed.value if elapsed else '':>10}")
+            click.echo(
+                f"{event.asset_key.to_user_string():<22}{rows.value if rows else '':>8}"
+                f"{elapsed.value if elapsed else '':>10}"
+            )
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     for evaluation in failed:
-        click.echo(f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: "
-                   f"{evaluation.description}")
+        click.echo(
+            f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}"
+        )
     _print_report()
     click.echo(f"\nDuckDB: {paths.duckdb_path()}\nReport: {paths.data_dir() / 'reports' / 'agreement_report.md'}")
     sys.exit(0 if result.success else 1)

@@ -13,10 +13,14 @@ def pools_hold_seed_and_negative(pools: pd.DataFrame) -> CheckOutcome:
     if pools.empty:
         return CheckOutcome(name, False, "candidate_pools is empty", {})
     per_query = pools.groupby("qid")["role"].agg(
-        seeds=lambda r: int((r == "seed").sum()), negatives=lambda r: int((r != "seed").sum()))
+        seeds=lambda r: int((r == "seed").sum()), negatives=lambda r: int((r != "seed").sum())
+    )
     bad = per_query[(per_query["seeds"] != 1) | (per_query["negatives"] < 1)]
-    details = {"queries": int(len(per_query)), "bad_queries": int(len(bad)),
-               "examples": bad.head(5).reset_index().to_dict("records")}
+    details = {
+        "queries": int(len(per_query)),
+        "bad_queries": int(len(bad)),
+        "examples": bad.head(5).reset_index().to_dict("records"),
+    }
     if bad.empty:
         return CheckOutcome(name, True, f"all {len(per_query)} pools hold one seed and at least one negative", details)
     return CheckOutcome(name, False, f"{len(bad)} of {len(per_query)} pools lack their seed or a negative", details)
@@ -30,5 +34,9 @@ def failure_rate_below(labels: pd.DataFrame, max_rate: float) -> CheckOutcome:
     details = {"rows": total, "by_status": labels["status"].value_counts().to_dict(), "rate": round(rate, 4)}
     passed = rate <= max_rate
     verdict = "within" if passed else "above"
-    return CheckOutcome("failure_rate", passed, f"{len(bad)} of {total} labels failed or unparsed "
-                        f"({rate:.1%}), {verdict} the {max_rate:.0%} limit", details)
+    return CheckOutcome(
+        "failure_rate",
+        passed,
+        f"{len(bad)} of {total} labels failed or unparsed ({rate:.1%}), {verdict} the {max_rate:.0%} limit",
+        details,
+    )

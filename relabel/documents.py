@@ -131,8 +131,13 @@ def _eml(raw: str) -> dict[str, object]:
 
 
 _READERS = {
-    ".md": _markdown, ".markdown": _markdown, ".txt": _plain_text,
-    ".html": _html, ".htm": _html, ".json": _json, ".eml": _eml,
+    ".md": _markdown,
+    ".markdown": _markdown,
+    ".txt": _plain_text,
+    ".html": _html,
+    ".htm": _html,
+    ".json": _json,
+    ".eml": _eml,
 }
 
 

@@ -72,8 +72,14 @@ def render_pair(
         text = text[:max_doc_chars].rsplit(" ", 1)[0] + " ..."
     text = text.replace("</document>", "</ document>")
     return prompt.render(
-        query=query, title=doc.get("title", ""), author=doc.get("author", ""), path=doc.get("path", ""),
-        modified=doc.get("modified", ""), doc_type=doc.get("doc_type", ""), text=text, **extra,
+        query=query,
+        title=doc.get("title", ""),
+        author=doc.get("author", ""),
+        path=doc.get("path", ""),
+        modified=doc.get("modified", ""),
+        doc_type=doc.get("doc_type", ""),
+        text=text,
+        **extra,
     )
 
 
@@ -99,31 +105,62 @@ def label_pairs(
     for index, pair in enumerate(sorted(pairs, key=lambda p: (p["qid"], p["doc_id"]))):
         messages = render_pair(prompt, pair["query_text"], pair, max_doc_chars)
         row: dict[str, Any] = {
-            "pair_source": pair["pair_source"], "qid": pair["qid"], "doc_id": pair["doc_id"],
-            "labeler_id": labeler_id, "model": client.model,
-            "prompt_id": prompt.prompt_id, "prompt_version": prompt.version,
+            "pair_source": pair["pair_source"],
+            "qid": pair["qid"],
+            "doc_id": pair["doc_id"],
+            "labeler_id": labeler_id,
+            "model": client.model,
+            "prompt_id": prompt.prompt_id,
+            "prompt_version": prompt.version,
         }
         try:
             answer = cached_complete(
-                conn, client, prompt.prompt_id, prompt.version, messages,
-                max_tokens=1 if use_logprobs else 4, logprobs=use_logprobs,
+                conn,
+                client,
+                prompt.prompt_id,
+                prompt.version,
+                messages,
+                max_tokens=1 if use_logprobs else 4,
+                logprobs=use_logprobs,
             )
         except duckdb.Error:
             raise
         except Exception as error:  # noqa: BLE001 - every failure is recorded on its row, with its reason
-            rows.append({**row, "status": "failed", "grade": None, "expected_grade": None, "p0": None,
-                         "p1": None, "p2": None, "p3": None, "raw_answer": None,
-                         "error": f"{type(error).__name__}: {error}"[:500], "from_cache": False,
-                         "latency_s": None})
+            rows.append(
+                {
+                    **row,
+                    "status": "failed",
+                    "grade": None,
+                    "expected_grade": None,
+                    "p0": None,
+                    "p1": None,
+                    "p2": None,
+                    "p3": None,
+                    "raw_answer": None,
+                    "error": f"{type(error).__name__}: {error}"[:500],
+                    "from_cache": False,
+                    "latency_s": None,
+                }
+            )
             continue
         result = parse_grade(answer.text, answer.top_logprobs)
         probs = result.probabilities or (None, None, None, None)
-        rows.append({
-            **row, "status": result.status, "grade": result.grade, "expected_grade": result.expected_grade,
-            "p0": probs[0], "p1": probs[1], "p2": probs[2], "p3": probs[3], "raw_answer": answer.text,
-            "error": None if result.status == "ok" else "answer is not a grade 0-3",
-            "from_cache": answer.from_cache, "latency_s": answer.latency_s,
-        })
+        rows.append(
+            {
+                **row,
+                "status": result.status,
+                "grade": result.grade,
+                "expected_grade": result.expected_grade,
+                "p0": probs[0],
+                "p1": probs[1],
+                "p2": probs[2],
+                "p3": probs[3],
+                "raw_answer": answer.text,
+                "error": None if result.status == "ok" else "answer is not a grade 0-3",
+                "from_cache": answer.from_cache,
+                "latency_s": answer.latency_s,
+            }
+        )
         if progress is not None:
             progress(index + 1)
     return rows

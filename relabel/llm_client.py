@@ -79,8 +79,12 @@ class LLMClient:
             kwargs["mock_response"] = self.mock_response
         started = time.perf_counter()
         response = litellm.completion(
-            model=self.model, messages=messages, timeout=self.timeout_s, num_retries=self.num_retries,
-            drop_params=True, **kwargs,
+            model=self.model,
+            messages=messages,
+            timeout=self.timeout_s,
+            num_retries=self.num_retries,
+            drop_params=True,
+            **kwargs,
         )
         self.calls_made += 1
         choice = response.choices[0]
@@ -121,7 +125,8 @@ def cached_complete(
     key = cache_key(client.model, messages, {**params, "prompt": [prompt_id, prompt_version]})
     rows = conn.execute(
         "select response_text, top_logprobs, prompt_tokens, completion_tokens, latency_s "
-        "from llm_cache where cache_key = ?", [key],
+        "from llm_cache where cache_key = ?",
+        [key],
     ).fetchall()
     if rows:
         row = rows[0]
@@ -131,8 +136,16 @@ def cached_complete(
     conn.execute(
         "insert into llm_cache (cache_key, model, prompt_id, prompt_version, response_text, top_logprobs, "
         "prompt_tokens, completion_tokens, latency_s) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-        [key, client.model, prompt_id, prompt_version, answer.text,
-         json.dumps(answer.top_logprobs) if answer.top_logprobs is not None else None,
-         answer.prompt_tokens, answer.completion_tokens, answer.latency_s],
+        [
+            key,
+            client.model,
+            prompt_id,
+            prompt_version,
+            answer.text,
+            json.dumps(answer.top_logprobs) if answer.top_logprobs is not None else None,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            answer.latency_s,
+        ],
     )
     return answer

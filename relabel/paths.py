@@ -29,6 +29,13 @@ def inbox_dir() -> Path:
     return Path(explicit).resolve() if explicit else data_dir() / "inbox"
 
 
+def model_cache_dir() -> Path:
+    """Where split GGUF models are assembled once (``RELABEL_MODEL_CACHE``, default ``~/.cache/relabel``)."""
+    path = Path(os.environ.get("RELABEL_MODEL_CACHE", Path.home() / ".cache" / "relabel")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def package_dir(name: str) -> Path:
     """Folder of an installed package without importing it (some model packages fail to import)."""
     spec = importlib.util.find_spec(name)

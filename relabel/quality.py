@@ -84,11 +84,7 @@ def _validate(df: pd.DataFrame, expectation: Any) -> tuple[bool, dict[str, Any],
     batch = _get_batch_definition().get_batch(batch_parameters={"dataframe": df})
     result = batch.validate(expectation)
     raw = dict(result.result or {})
-    summary = {
-        k: raw[k]
-        for k in ("element_count", "unexpected_count", "missing_count", "observed_value")
-        if k in raw
-    }
+    summary = {k: raw[k] for k in ("element_count", "unexpected_count", "missing_count", "observed_value") if k in raw}
     if "partial_unexpected_list" in raw:
         summary["unexpected_examples"] = list(raw["partial_unexpected_list"])[:_PARTIAL_LIMIT]
     error = None
@@ -206,9 +202,7 @@ def expect_row_count_at_least(df: pd.DataFrame, minimum: int) -> CheckOutcome:
     if error:
         return _error(name, error, details)
     rows = details.get("observed_value", len(df))
-    return CheckOutcome(
-        name, passed, f"{rows} rows (minimum {minimum})", {"row_count": rows, "minimum": minimum}
-    )
+    return CheckOutcome(name, passed, f"{rows} rows (minimum {minimum})", {"row_count": rows, "minimum": minimum})
 
 
 def expect_no_dominant_value(df: pd.DataFrame, column: str, max_share: float = 0.9) -> CheckOutcome:
@@ -236,7 +230,5 @@ def expect_no_dominant_value(df: pd.DataFrame, column: str, max_share: float = 0
         }
     )
     verdict = "<=" if passed else ">"
-    text = (
-        f"most frequent {column} value {details['top_value']!r} has share {share:.3f} {verdict} {max_share}"
-    )
+    text = f"most frequent {column} value {details['top_value']!r} has share {share:.3f} {verdict} {max_share}"
     return CheckOutcome(name, passed, text, details)

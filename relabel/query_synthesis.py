@@ -15,9 +15,10 @@ from relabel.llm_client import LLMClient, cached_complete, ensure_cache
 from relabel.prompts import load_prompt
 
 QUERY_PROMPT = "synthesize_queries"
-MAX_QUERY_WORDS = 20
+MAX_QUERY_WORDS = 16
+MAX_QUERY_CHARS = 100
 MIN_QUERY_CHARS = 3
-VERBATIM_WORDS = 6
+VERBATIM_WORDS = 8
 
 
 def normalize(text: str) -> str:
@@ -34,8 +35,12 @@ def response_schema(n: int) -> dict[str, Any]:
             "schema": {
                 "type": "object",
                 "properties": {
-                    "queries": {"type": "array", "items": {"type": "string", "maxLength": 120},
-                                "minItems": 1, "maxItems": n},
+                    "queries": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": MAX_QUERY_CHARS},
+                        "minItems": 1,
+                        "maxItems": n,
+                    },
                 },
                 "required": ["queries"],
             },
@@ -65,14 +70,16 @@ def reject_reason(query: str, title: str, doc_text: str, seen: set[str]) -> str 
     words = norm.split()
     if len(norm) < MIN_QUERY_CHARS:
         return "too_short"
-    if len(words) > MAX_QUERY_WORDS:
+    if len(words) > MAX_QUERY_WORDS or len(query) > MAX_QUERY_CHARS:
         return "too_long"
     if norm in seen:
         return "duplicate"
     if norm == normalize(title):
         return "copies_title"
-    if len(words) >= VERBATIM_WORDS and norm in normalize(doc_text):
-        return "verbatim_span"
+    body = f" {normalize(doc_text)} "
+    for start in range(len(words) - VERBATIM_WORDS + 1):
+        if f" {' '.join(words[start : start + VERBATIM_WORDS])} " in body:
+            return "verbatim_span"
     return None
 
 
@@ -90,19 +97,26 @@ def synthesize_queries(
     max_doc_chars: int = 1200,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Accepted queries and rejects (each with its reason) for every document."""
+    """Accepted queries and rejects (each with its reason) for every document. The LLM is asked for one
+    spare candidate, so a rejected query does not leave a document short."""
     prompt = load_prompt(QUERY_PROMPT)
     ensure_cache(conn)
     accepted: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, doc in enumerate(sorted(documents, key=lambda d: d["doc_id"])):
-        messages = render_pair(prompt, "", doc, max_doc_chars, n=queries_per_doc)
+        asked = queries_per_doc + 1
+        messages = render_pair(prompt, "", doc, max_doc_chars, n=asked)
         base = {"doc_id": doc["doc_id"], "model": client.model, "prompt_version": prompt.version}
         try:
             answer = cached_complete(
-                conn, client, prompt.prompt_id, prompt.version, messages,
-                max_tokens=48 * queries_per_doc, response_format=response_schema(queries_per_doc),
+                conn,
+                client,
+                prompt.prompt_id,
+                prompt.version,
+                messages,
+                max_tokens=40 * asked,
+                response_format=response_schema(asked),
             )
             candidates = parse_queries(answer.text)
         except duckdb.Error:
@@ -112,7 +126,9 @@ def synthesize_queries(
             continue
         kept = 0
         for candidate in candidates:
-            reason = "over_quota" if kept >= queries_per_doc else reject_reason(candidate, doc["title"], doc["text"], seen)
+            reason = (
+                "over_quota" if kept >= queries_per_doc else reject_reason(candidate, doc["title"], doc["text"], seen)
+            )
             if reason:
                 rejects.append({**base, "query_text": candidate, "reason": reason})
                 continue

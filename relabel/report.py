@@ -10,8 +10,16 @@ import pandas as pd
 
 from relabel.metrics import agreement, ranking_agreement
 
-METRIC_COLUMNS = ["n_pairs", "cohen_kappa", "quadratic_kappa", "binary_kappa", "exact_accuracy",
-                  "krippendorff_alpha", "ndcg@10", "pairwise_accuracy"]
+METRIC_COLUMNS = [
+    "n_pairs",
+    "cohen_kappa",
+    "quadratic_kappa",
+    "binary_kappa",
+    "exact_accuracy",
+    "krippendorff_alpha",
+    "ndcg@10",
+    "pairwise_accuracy",
+]
 
 
 def compare(reference: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
@@ -20,8 +28,9 @@ def compare(reference: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
     merged = reference.merge(labels, on=["qid", "doc_id"], suffixes=("_ref", "_lab"))
     scores = merged["expected_grade"].fillna(merged["grade_lab"]).astype(float)
     result = agreement(merged["grade_ref"].astype(int), merged["grade_lab"].astype(int))
-    ranking = ranking_agreement(pd.DataFrame({"qid": merged["qid"], "human": merged["grade_ref"].astype(int),
-                                              "score": scores}))
+    ranking = ranking_agreement(
+        pd.DataFrame({"qid": merged["qid"], "human": merged["grade_ref"].astype(int), "score": scores})
+    )
     return {**result, **ranking}
 
 
@@ -34,15 +43,22 @@ def agreement_table(human: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         bench = group[group["pair_source"] == "benchmark"]
         all_rows = labels[labels["labeler_id"] == labeler_id]
         latency = all_rows["latency_s"].dropna()
-        speed = {"labels_per_s": float(len(latency) / latency.sum()) if latency.sum() > 0 else float("nan"),
-                 "failed_or_unparsed": int((all_rows["status"] != "ok").sum())}
-        rows.append({"labeler_id": labeler_id, "role": role, "reference": "human",
-                     **compare(human, bench), **speed})
+        speed = {
+            "labels_per_s": float(len(latency) / latency.sum()) if latency.sum() > 0 else float("nan"),
+            "failed_or_unparsed": int((all_rows["status"] != "ok").sum()),
+        }
+        rows.append({"labeler_id": labeler_id, "role": role, "reference": "human", **compare(human, bench), **speed})
     teachers = ok[ok["role"] == "teacher"]
     for labeler_id, group in ok[ok["role"] == "student"].groupby("labeler_id"):
         for teacher_id, teacher in teachers.groupby("labeler_id"):
-            rows.append({"labeler_id": labeler_id, "role": "student", "reference": teacher_id,
-                         **compare(teacher[["qid", "doc_id", "grade"]], group)})
+            rows.append(
+                {
+                    "labeler_id": labeler_id,
+                    "role": "student",
+                    "reference": teacher_id,
+                    **compare(teacher[["qid", "doc_id", "grade"]], group),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -62,7 +62,9 @@ class BM25Index:
         indices, scores = self.retriever.retrieve(_tokens(queries), k=k, show_progress=False)
         results = []
         for row_idx, row_scores in zip(np.asarray(indices), np.asarray(scores), strict=True):
-            results.append([(self.doc_ids[int(i)], float(s)) for i, s in zip(row_idx, row_scores, strict=True) if s > 0])
+            results.append(
+                [(self.doc_ids[int(i)], float(s)) for i, s in zip(row_idx, row_scores, strict=True) if s > 0]
+            )
         return results
 
 
@@ -104,14 +106,26 @@ def build_pools(
         excluded = {seed_doc} | duplicates.get(seed_doc, set())
         rank_of = {doc_id: (rank, score) for rank, (doc_id, score) in enumerate(ranked, start=1)}
         seed_rank, seed_score = rank_of.get(seed_doc, (None, None))
-        rows.append({"qid": query["qid"], "doc_id": seed_doc, "role": "seed", "bm25_rank": seed_rank, "bm25_score": seed_score})
+        rows.append(
+            {"qid": query["qid"], "doc_id": seed_doc, "role": "seed", "bm25_rank": seed_rank, "bm25_score": seed_score}
+        )
         chosen = [(doc_id, rank, score) for doc_id, (rank, score) in rank_of.items() if doc_id not in excluded]
         for doc_id, rank, score in chosen[:bm25_negatives]:
-            rows.append({"qid": query["qid"], "doc_id": doc_id, "role": "bm25_negative", "bm25_rank": rank, "bm25_score": score})
+            rows.append(
+                {"qid": query["qid"], "doc_id": doc_id, "role": "bm25_negative", "bm25_rank": rank, "bm25_score": score}
+            )
         taken = excluded | {doc_id for doc_id, _, _ in chosen[:bm25_negatives]}
         rest = sorted(set(index.doc_ids) - taken)
         rng = random.Random(f"{seed}:{query['qid']}")
         for doc_id in rng.sample(rest, min(random_negatives, len(rest))):
             rank, score = rank_of.get(doc_id, (None, None))
-            rows.append({"qid": query["qid"], "doc_id": doc_id, "role": "random_negative", "bm25_rank": rank, "bm25_score": score})
+            rows.append(
+                {
+                    "qid": query["qid"],
+                    "doc_id": doc_id,
+                    "role": "random_negative",
+                    "bm25_rank": rank,
+                    "bm25_score": score,
+                }
+            )
     return rows

@@ -90,8 +90,12 @@ class CrossEncoderLabeler:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer(
-                    [queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation=True,
-                    max_length=self.max_length, return_tensors="pt",
+                    [queries[i] for i in idx],
+                    [docs[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
                 )
                 logits = self.model(**batch).logits.squeeze(-1)
                 out[idx] = (3.0 * torch.sigmoid(logits)).double().numpy()
@@ -138,8 +142,14 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         losses = []
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            batch = tokenizer([queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation=True,
-                              max_length=config.max_length, return_tensors="pt")
+            batch = tokenizer(
+                [queries[i] for i in idx],
+                [docs[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=config.max_length,
+                return_tensors="pt",
+            )
             predicted = torch.sigmoid(model(**batch).logits.squeeze(-1))
             loss = torch.nn.functional.mse_loss(predicted, targets[idx])
             optimizer.zero_grad()
@@ -150,8 +160,9 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
         if val_idx:
             val_scores = labeler.scores([queries[i] for i in val_idx], [docs[i] for i in val_idx])
-            thresholds = fit_thresholds(labeler.scores([queries[i] for i in train_idx], [docs[i] for i in train_idx]),
-                                        grades[train_idx])
+            thresholds = fit_thresholds(
+                labeler.scores([queries[i] for i in train_idx], [docs[i] for i in train_idx]), grades[train_idx]
+            )
             val_grades = apply_thresholds(val_scores, thresholds)
             record["val_kappa_vs_teacher"] = float(cohen_kappa_score(grades[val_idx], val_grades, labels=[0, 1, 2, 3]))
             record["val_mse"] = float(np.mean((val_scores / 3 - targets[val_idx].numpy()) ** 2))
@@ -166,7 +177,13 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    meta = {**asdict(config), "thresholds": thresholds, "history": history, "train_rows": len(train_idx),
-            "val_rows": len(val_idx), "train_seconds": time.perf_counter() - started}
+    meta = {
+        **asdict(config),
+        "thresholds": thresholds,
+        "history": history,
+        "train_rows": len(train_idx),
+        "val_rows": len(val_idx),
+        "train_seconds": time.perf_counter() - started,
+    }
     (out_dir / STUDENT_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     return meta

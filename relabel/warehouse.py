@@ -22,6 +22,6 @@ def read_table(conn: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
 
 def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the table is in the main schema."""
-    return bool(conn.execute(
-        "select count(*) from information_schema.tables where table_name = ?", [name]
-    ).fetchall()[0][0])
+    return bool(
+        conn.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchall()[0][0]
+    )

@@ -16,16 +16,19 @@ from relabel_assets.common import WRITER_POOL, read_sql
 Evaluate = Callable[[pd.DataFrame], CheckOutcome]
 
 
-def table_check(asset: str, name: str, evaluate: Evaluate, *, blocking: bool = True,
-                sql: str | None = None, description: str = "") -> dg.AssetChecksDefinition:
+def table_check(
+    asset: str, name: str, evaluate: Evaluate, *, blocking: bool = True, sql: str | None = None, description: str = ""
+) -> dg.AssetChecksDefinition:
     """An asset check that loads the asset's table (or ``sql``) and runs one expectation on it."""
 
-    @dg.asset_check(asset=asset, name=name, blocking=blocking, pool=WRITER_POOL,
-                    description=description or name.replace("_", " "))
+    @dg.asset_check(
+        asset=asset, name=name, blocking=blocking, pool=WRITER_POOL, description=description or name.replace("_", " ")
+    )
     def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         outcome = evaluate(read_sql(duckdb, sql or f'select * from "{asset}"'))
         return dg.AssetCheckResult(
-            passed=outcome.passed, description=outcome.description,
+            passed=outcome.passed,
+            description=outcome.description,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
             metadata={"check": outcome.name, "details": dg.MetadataValue.json(json.loads(json.dumps(outcome.details)))},
         )
@@ -50,12 +53,16 @@ def table_checks() -> list[dg.AssetChecksDefinition]:
         table_check("candidate_pools", "pool_has_seed_and_negative", pools_hold_seed_and_negative),
         table_check("teacher_labels", "unique_label", lambda f: unique(f, ["pair_source", "qid", "doc_id"])),
         table_check("teacher_labels", "grades_in_range", lambda f: between(f, "grade", 0, 3, ignore_null=True)),
-        table_check("teacher_labels", "grade_distribution_not_degenerate",
-                    lambda f: quality.expect_no_dominant_value(f, "grade", 0.9),
-                    sql=ok_pool_labels.format(t="teacher_labels"),
-                    description="no grade holds more than 90% of the teacher's pool labels"),
-        table_check("teacher_labels", "parse_failures_below_20_percent",
-                    lambda f: failure_rate_below(f, 0.2), blocking=False),
+        table_check(
+            "teacher_labels",
+            "grade_distribution_not_degenerate",
+            lambda f: quality.expect_no_dominant_value(f, "grade", 0.9),
+            sql=ok_pool_labels.format(t="teacher_labels"),
+            description="no grade holds more than 90% of the teacher's pool labels",
+        ),
+        table_check(
+            "teacher_labels", "parse_failures_below_20_percent", lambda f: failure_rate_below(f, 0.2), blocking=False
+        ),
         table_check("training_set", "unique_pair", lambda f: unique(f, ["qid", "doc_id"])),
         table_check("training_set", "non_empty_text", lambda f: non_empty(f, "doc_text")),
         table_check("training_set", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
@@ -63,8 +70,12 @@ def table_checks() -> list[dg.AssetChecksDefinition]:
         table_check("student_checkpoint", "checkpoint_registered", lambda f: non_empty(f, "sha256")),
         table_check("student_labels", "unique_label", lambda f: unique(f, ["pair_source", "qid", "doc_id"])),
         table_check("student_labels", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
-        table_check("student_labels", "grade_distribution_not_degenerate",
-                    lambda f: quality.expect_no_dominant_value(f, "grade", 0.9), blocking=False),
+        table_check(
+            "student_labels",
+            "grade_distribution_not_degenerate",
+            lambda f: quality.expect_no_dominant_value(f, "grade", 0.9),
+            blocking=False,
+        ),
         table_check("human_benchmark", "unique_judgment", lambda f: unique(f, ["qid", "doc_id"])),
         table_check("human_benchmark", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
         table_check("human_benchmark", "non_empty_text", lambda f: non_empty(f, "text")),

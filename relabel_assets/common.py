@@ -26,8 +26,9 @@ def table_metadata(frame: pd.DataFrame, started: float, **extra: Any) -> dict[st
     }
 
 
-def write_asset_table(duckdb: DuckDBResource, name: str, frame: pd.DataFrame, started: float,
-                      **extra: Any) -> dg.MaterializeResult:
+def write_asset_table(
+    duckdb: DuckDBResource, name: str, frame: pd.DataFrame, started: float, **extra: Any
+) -> dg.MaterializeResult:
     """Replace the table named after the asset and report its metadata."""
     with duckdb.get_connection() as conn:
         replace_table(conn, name, frame)

@@ -14,8 +14,9 @@ DOC_COLUMNS = list(Document.__dataclass_fields__)
 
 
 @dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="corpus")
-def seed_corpus(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
-                settings: PipelineSettings) -> dg.MaterializeResult:
+def seed_corpus(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings
+) -> dg.MaterializeResult:
     """Seed documents with enterprise metadata (title, author, path, modified date, type), parsed from
     md, txt, html, json and eml files of the corpus folder and the inbox. Files that cannot be read go
     to ``seed_corpus_quarantine`` with the reason."""
@@ -29,14 +30,19 @@ def seed_corpus(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
     for row in quarantined:
         context.log.warning(f"quarantined {row['doc_id']}: {row['reason']}")
     with duckdb.get_connection() as conn:
-        conn.execute("create table if not exists seed_corpus_quarantine (doc_id varchar, reason varchar, "
-                     "seen_at timestamp default current_timestamp)")
+        conn.execute(
+            "create table if not exists seed_corpus_quarantine (doc_id varchar, reason varchar, "
+            "seen_at timestamp default current_timestamp)"
+        )
         conn.register("_rejects", rejects)
         conn.execute("delete from seed_corpus_quarantine where doc_id in (select doc_id from _rejects)")
         conn.execute("insert into seed_corpus_quarantine (doc_id, reason) select doc_id, reason from _rejects")
         conn.unregister("_rejects")
     return write_asset_table(
-        duckdb, "seed_corpus", frame, started,
+        duckdb,
+        "seed_corpus",
+        frame,
+        started,
         quarantined=dg.MetadataValue.int(len(quarantined)),
         formats=dg.MetadataValue.json(frame["format"].value_counts().to_dict()),
         inbox_documents=dg.MetadataValue.int(len(inbox_docs)),

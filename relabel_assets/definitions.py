@@ -17,13 +17,23 @@ from resources.settings import PipelineSettings  # noqa: E402
 from sensors.inbox import build_inbox_sensor  # noqa: E402
 
 ALL_ASSETS = [
-    corpus.seed_corpus, queries.synthetic_queries, retrieval.bm25_index, retrieval.candidate_pools,
-    teacher.teacher_labels, *sql_assets(), student.student_checkpoint, student.student_labels,
-    evaluation.human_benchmark, evaluation.agreement_report,
+    corpus.seed_corpus,
+    queries.synthetic_queries,
+    retrieval.bm25_index,
+    retrieval.candidate_pools,
+    teacher.teacher_labels,
+    *sql_assets(),
+    student.student_checkpoint,
+    student.student_labels,
+    evaluation.human_benchmark,
+    evaluation.agreement_report,
 ]
 
-relabel_job = dg.define_asset_job("relabel_job", selection=dg.AssetSelection.all(),
-                                  description="Every asset and check, from seed documents to the agreement report.")
+relabel_job = dg.define_asset_job(
+    "relabel_job",
+    selection=dg.AssetSelection.all(),
+    description="Every asset and check, from seed documents to the agreement report.",
+)
 
 
 def default_resources() -> dict[str, object]:

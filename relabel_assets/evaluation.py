@@ -29,14 +29,22 @@ def human_benchmark(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
     started = time.perf_counter()
     frame = load_judgments(settings.judgments, settings.judgments_max_pairs, settings.seed)
     return write_asset_table(
-        duckdb, "human_benchmark", frame, started, source=dg.MetadataValue.text(settings.judgments),
+        duckdb,
+        "human_benchmark",
+        frame,
+        started,
+        source=dg.MetadataValue.text(settings.judgments),
         queries=dg.MetadataValue.int(frame["qid"].nunique()),
         grade_distribution=dg.MetadataValue.json(frame["grade"].value_counts().sort_index().to_dict()),
     )
 
 
-@dg.asset(deps=["teacher_labels", "student_labels", "human_benchmark"], kinds={"duckdb", "python"},
-          pool=WRITER_POOL, group_name="evaluation")
+@dg.asset(
+    deps=["teacher_labels", "student_labels", "human_benchmark"],
+    kinds={"duckdb", "python"},
+    pool=WRITER_POOL,
+    group_name="evaluation",
+)
 def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Agreement of the teacher and the student with the human judgments (Cohen's, quadratic and binary
     kappa, exact accuracy, Krippendorff's alpha, nDCG@10 and pairwise accuracy of the labeler's ranking)
@@ -46,7 +54,10 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     table = agreement_table(human, read_sql(duckdb, LABELS_SQL))
     paths = write_report(table, Path(settings.data_dir) / "reports")
     return write_asset_table(
-        duckdb, "agreement_report", table, started,
+        duckdb,
+        "agreement_report",
+        table,
+        started,
         report=dg.MetadataValue.md(to_markdown(table)),
         report_path=dg.MetadataValue.path(str(paths["markdown"])),
     )

@@ -17,17 +17,21 @@ REJECT_COLUMNS = ["doc_id", "query_text", "reason", "model", "prompt_version"]
 
 
 @dg.asset(deps=["seed_corpus"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL, group_name="synthesis")
-def synthetic_queries(context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway,
-                      settings: PipelineSettings) -> dg.MaterializeResult:
+def synthetic_queries(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
+) -> dg.MaterializeResult:
     """Search queries an employee would type for each seed document (JSON answer, strictly parsed).
     Duplicates, title copies, verbatim spans and length outliers go to ``synthetic_query_rejects``
     with the reason. LLM answers are cached in DuckDB, so re-runs cost nothing."""
     started = time.perf_counter()
-    client = llm.client()
+    client = llm.client("queries")
     with duckdb.get_connection() as conn:
         documents = read_table(conn, "seed_corpus").to_dict("records")
         accepted, rejects = synthesize_queries(
-            conn, client, documents, queries_per_doc=settings.queries_per_doc,
+            conn,
+            client,
+            documents,
+            queries_per_doc=settings.queries_per_doc,
             max_doc_chars=settings.max_doc_chars,
             progress=lambda n: n % 10 == 0 and context.log.info(f"queries written for {n} documents"),
         )
@@ -35,7 +39,10 @@ def synthetic_queries(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
     frame = pd.DataFrame(accepted, columns=QUERY_COLUMNS)
     reasons = pd.Series([r["reason"].split(":")[0] for r in rejects], dtype=object).value_counts().to_dict()
     return write_asset_table(
-        duckdb, "synthetic_queries", frame, started,
+        duckdb,
+        "synthetic_queries",
+        frame,
+        started,
         llm_calls=dg.MetadataValue.int(client.calls_made),
         rejected=dg.MetadataValue.int(len(rejects)),
         reject_reasons=dg.MetadataValue.json(reasons),

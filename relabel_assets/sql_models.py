@@ -20,16 +20,23 @@ def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
     """A table asset named after the file, depending on the tables its SQL reads; the code version is
     the file's hash, so editing the SQL marks the asset changed in the UI."""
 
-    @dg.asset(name=model.name, deps=list(model.upstream), code_version=model.code_version,
-              kinds={"duckdb", "sql"}, pool=WRITER_POOL, group_name="sql_models",
-              description=f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).")
+    @dg.asset(
+        name=model.name,
+        deps=list(model.upstream),
+        code_version=model.code_version,
+        kinds={"duckdb", "sql"},
+        pool=WRITER_POOL,
+        group_name="sql_models",
+        description=f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).",
+    )
     def _sql_asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         with duckdb.get_connection() as conn:
             conn.execute(f'create or replace table "{model.name}" as {model.sql}')
             frame = conn.execute(f'select * from "{model.name}"').df()
-        return dg.MaterializeResult(metadata=table_metadata(
-            frame, started, sql=dg.MetadataValue.md(f"```sql\n{model.sql}\n```")))
+        return dg.MaterializeResult(
+            metadata=table_metadata(frame, started, sql=dg.MetadataValue.md(f"```sql\n{model.sql}\n```"))
+        )
 
     return _sql_asset
 

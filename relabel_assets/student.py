@@ -25,47 +25,75 @@ order by 1, 2, 4
 
 def model_card(meta: dict, teacher_id: str, data_hash: str) -> str:
     """README.md written next to the weights."""
-    history = "\n".join(f"- epoch {h['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if k != "epoch")
-                        for h in meta["history"])
-    return (f"# relabel student (cross-encoder)\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"
-            f"- training data sha256: `{data_hash}`\n- recipe: expected-grade regression (sigmoid x 3, MSE), "
-            f"query-grouped validation, thresholds fitted to the teacher's grade distribution\n"
-            f"- train rows {meta['train_rows']}, validation rows {meta['val_rows']}\n\n## Training\n{history}\n")
+    history = "\n".join(
+        f"- epoch {h['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if k != "epoch")
+        for h in meta["history"]
+    )
+    return (
+        f"# relabel student (cross-encoder)\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"
+        f"- training data sha256: `{data_hash}`\n- recipe: expected-grade regression (sigmoid x 3, MSE), "
+        f"query-grouped validation, thresholds fitted to the teacher's grade distribution\n"
+        f"- train rows {meta['train_rows']}, validation rows {meta['val_rows']}\n\n## Training\n{history}\n"
+    )
 
 
 @dg.asset(deps=["training_set"], kinds={"duckdb", "pytorch"}, pool=WRITER_POOL, group_name="student")
-def student_checkpoint(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings,
-                       model_store: ModelStore) -> dg.MaterializeResult:
+def student_checkpoint(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings, model_store: ModelStore
+) -> dg.MaterializeResult:
     """MiniLM-L6 cross-encoder fine-tuned on the teacher's grades in ``training_set``; saved on disk in
     Hugging Face format with a model card, registered with path, hash, base model and metrics."""
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         rows = read_table(conn, "training_set")
     data_hash = str(pd.util.hash_pandas_object(rows, index=False).sum())
-    config = StudentConfig(base_model=settings.base_model_path(), epochs=settings.student_epochs,
-                           max_length=settings.student_max_length, seed=settings.seed)
+    config = StudentConfig(
+        base_model=settings.base_model_path(),
+        epochs=settings.student_epochs,
+        max_length=settings.student_max_length,
+        seed=settings.seed,
+    )
     staging = model_store.staging_dir("student")
     meta = train_cross_encoder(rows.to_dict("records"), config, staging)
     teacher_id = ",".join(sorted(rows["teacher_id"].unique()))
     (staging / "README.md").write_text(model_card(meta, teacher_id, data_hash))
     path, digest = model_store.commit("student", staging)
     context.log.info(f"student saved to {path}")
-    frame = pd.DataFrame([{
-        "checkpoint_id": digest[:16], "path": str(path), "sha256": digest, "base_model": config.base_model,
-        "recipe": "cross-encoder/expected-grade-regression", "teacher_id": teacher_id,
-        "training_rows": len(rows), "training_data_hash": data_hash, "metrics": json.dumps(meta["history"]),
-        "thresholds": json.dumps(meta["thresholds"]), "created_at": pd.Timestamp.now(),
-    }])
+    frame = pd.DataFrame(
+        [
+            {
+                "checkpoint_id": digest[:16],
+                "path": str(path),
+                "sha256": digest,
+                "base_model": config.base_model,
+                "recipe": "cross-encoder/expected-grade-regression",
+                "teacher_id": teacher_id,
+                "training_rows": len(rows),
+                "training_data_hash": data_hash,
+                "metrics": json.dumps(meta["history"]),
+                "thresholds": json.dumps(meta["thresholds"]),
+                "created_at": pd.Timestamp.now(),
+            }
+        ]
+    )
     last = meta["history"][-1] if meta["history"] else {}
     return write_asset_table(
-        duckdb, "student_checkpoint", frame, started, path=dg.MetadataValue.path(str(path)),
+        duckdb,
+        "student_checkpoint",
+        frame,
+        started,
+        path=dg.MetadataValue.path(str(path)),
         training_history=dg.MetadataValue.json(meta["history"]),
         final_train_loss=dg.MetadataValue.float(round(last.get("train_loss", float("nan")), 5)),
     )
 
 
-@dg.asset(deps=["student_checkpoint", "candidate_pools", "human_benchmark"], kinds={"duckdb", "pytorch"},
-          pool=WRITER_POOL, group_name="student")
+@dg.asset(
+    deps=["student_checkpoint", "candidate_pools", "human_benchmark"],
+    kinds={"duckdb", "pytorch"},
+    pool=WRITER_POOL,
+    group_name="student",
+)
 def student_labels(duckdb: DuckDBResource) -> dg.MaterializeResult:
     """The student's expected grade and grade for every candidate-pool pair and every human-judged pair."""
     started = time.perf_counter()
@@ -76,11 +104,17 @@ def student_labels(duckdb: DuckDBResource) -> dg.MaterializeResult:
     scores, grades = labeler.predict(pairs["query_text"].tolist(), [pair_text(r) for r in pairs.to_dict("records")])
     seconds = time.perf_counter() - label_started
     frame = pairs[["pair_source", "qid", "doc_id"]].assign(
-        labeler_id=f"student:{checkpoint['checkpoint_id'].iloc[0]}", status="ok", grade=grades,
-        expected_grade=scores, latency_s=seconds / max(len(pairs), 1),
+        labeler_id=f"student:{checkpoint['checkpoint_id'].iloc[0]}",
+        status="ok",
+        grade=grades,
+        expected_grade=scores,
+        latency_s=seconds / max(len(pairs), 1),
     )
     return write_asset_table(
-        duckdb, "student_labels", frame, started,
+        duckdb,
+        "student_labels",
+        frame,
+        started,
         labels_per_s=dg.MetadataValue.float(round(len(pairs) / max(seconds, 1e-9), 1)),
         grade_distribution=dg.MetadataValue.json(pd.Series(grades).value_counts().sort_index().to_dict()),
     )

@@ -20,14 +20,34 @@ select 'benchmark' as pair_source, qid, query_text, doc_id, title, author, path,
 from human_benchmark
 """
 
-LABEL_COLUMNS = ["pair_source", "qid", "doc_id", "labeler_id", "model", "prompt_id", "prompt_version", "status",
-                 "grade", "expected_grade", "p0", "p1", "p2", "p3", "raw_answer", "error", "from_cache", "latency_s"]
+LABEL_COLUMNS = [
+    "pair_source",
+    "qid",
+    "doc_id",
+    "labeler_id",
+    "model",
+    "prompt_id",
+    "prompt_version",
+    "status",
+    "grade",
+    "expected_grade",
+    "p0",
+    "p1",
+    "p2",
+    "p3",
+    "raw_answer",
+    "error",
+    "from_cache",
+    "latency_s",
+]
 
 
-@dg.asset(deps=["candidate_pools", "human_benchmark"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL,
-          group_name="labeling")
-def teacher_labels(context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway,
-                   settings: PipelineSettings) -> dg.MaterializeResult:
+@dg.asset(
+    deps=["candidate_pools", "human_benchmark"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL, group_name="labeling"
+)
+def teacher_labels(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
+) -> dg.MaterializeResult:
     """NIST-style 0-3 grades from the teacher LLM (prompt file ``grade_nist``) for every candidate-pool
     pair and every human-judged pair. With logprobs the four grade-token probabilities and the expected
     grade are stored; otherwise the answer is parsed strictly. Unparseable answers are kept as
@@ -38,16 +58,24 @@ def teacher_labels(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ll
         pairs = conn.execute(PAIRS_SQL).df().to_dict("records")
         context.log.info(f"grading {len(pairs)} pairs with {client.model}")
         rows = label_pairs(
-            conn, client, pairs, use_logprobs=llm.use_logprobs, max_doc_chars=settings.max_doc_chars,
+            conn,
+            client,
+            pairs,
+            use_logprobs=llm.use_logprobs,
+            max_doc_chars=settings.max_doc_chars,
             progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),
         )
     frame = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     status = frame["status"].value_counts().to_dict()
     return write_asset_table(
-        duckdb, "teacher_labels", frame, started,
+        duckdb,
+        "teacher_labels",
+        frame,
+        started,
         llm_calls=dg.MetadataValue.int(client.calls_made),
         status_counts=dg.MetadataValue.json(status),
         parse_failure_rate=dg.MetadataValue.float(round(status.get("unparsed", 0) / max(len(frame), 1), 4)),
         grade_distribution=dg.MetadataValue.json(
-            frame.loc[frame.status == "ok", "grade"].astype(int).value_counts().sort_index().to_dict()),
+            frame.loc[frame.status == "ok", "grade"].astype(int).value_counts().sort_index().to_dict()
+        ),
     )

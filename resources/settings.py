@@ -17,11 +17,11 @@ class PipelineSettings(dg.ConfigurableResource):
     corpus_dir: str = DEMO
     inbox_dir: str = ""
     judgments: str = DEMO
-    judgments_max_pairs: int = 400
+    judgments_max_pairs: int = 64
     queries_per_doc: int = 1
-    bm25_negatives: int = 3
+    bm25_negatives: int = 2
     random_negatives: int = 1
-    max_doc_chars: int = 1000
+    max_doc_chars: int = 500
     seed: int = 13
     student_base_model: str = ""
     student_epochs: int = 3
@@ -36,10 +36,11 @@ class PipelineSettings(dg.ConfigurableResource):
             corpus_dir=env("RELABEL_CORPUS_DIR", DEMO),
             inbox_dir=str(paths.inbox_dir()),
             judgments=env("RELABEL_JUDGMENTS", DEMO),
-            judgments_max_pairs=int(env("RELABEL_JUDGMENTS_MAX_PAIRS", "400")),
+            judgments_max_pairs=int(env("RELABEL_JUDGMENTS_MAX_PAIRS", "64")),
             queries_per_doc=int(env("RELABEL_QUERIES_PER_DOC", "1")),
-            bm25_negatives=int(env("RELABEL_BM25_NEGATIVES", "3")),
+            bm25_negatives=int(env("RELABEL_BM25_NEGATIVES", "2")),
             random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
+            max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
             student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
         )
 

@@ -30,7 +30,11 @@ def changed_files(current: dict[str, str], cursor: str | None) -> list[str]:
 def build_inbox_sensor(job: dg.JobDefinition | str, inbox: Path | None = None) -> dg.SensorDefinition:
     """A sensor over ``inbox`` (default: ``RELABEL_INBOX_DIR`` or ``<data dir>/inbox``) targeting ``job``."""
 
-    @dg.sensor(job_name=job if isinstance(job, str) else job.name, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(
+        job_name=job if isinstance(job, str) else job.name,
+        minimum_interval_seconds=15,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
     def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         """Watch the inbox; new or changed files become one batch and one run of the labeling job."""
         folder = inbox or paths.inbox_dir()
@@ -40,8 +44,11 @@ def build_inbox_sensor(job: dg.JobDefinition | str, inbox: Path | None = None) -
             return dg.SkipReason(f"no new or changed files in {folder}")
         batch_id = hashlib.sha256(json.dumps({n: current[n] for n in batch}).encode()).hexdigest()[:12]
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"inbox-{batch_id}",
-                                        tags={"relabel/batch": batch_id, "relabel/files": str(len(batch))})],
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"inbox-{batch_id}", tags={"relabel/batch": batch_id, "relabel/files": str(len(batch))}
+                )
+            ],
             cursor=json.dumps(current),
         )
 

@@ -21,7 +21,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 BENCHMARKS = SHARED / "benchmarks"
 
 TINY_DOCS = {
-    "it/vpn-windows.md": "---\ntitle: VPN setup on Windows\nauthor: Dana Ops\nmodified: 2025-03-14\ntype: runbook\n---\n"
+    "it/vpn-windows.md": "---\ntitle: VPN setup on Windows\nauthor: Dana Ops\nmodified: 2025-03-14\n"
+    "type: runbook\n---\n"
     "Install the GlobalProtect VPN client from the portal, sign in with Okta and choose the Leeds gateway.",
     "it/vpn-mac.txt": "Title: VPN troubleshooting on macOS\nAuthor: Dana Ops\nModified: 2025-09-02\nType: runbook\n\n"
     "If the VPN drops on macOS, remove the network extension and reinstall the GlobalProtect client.",
@@ -29,10 +30,17 @@ TINY_DOCS = {
     "<meta name='modified' content='2024-05-01'><meta name='doc-type' content='policy'></head>"
     "<body><h1>Parental leave</h1><p>Employees get 26 weeks of parental leave at full pay.</p>"
     "<script>track()</script></body></html>",
-    "finance/expenses.json": json.dumps({"title": "Travel expense limits", "author": "Priya Finance",
-                                         "modified": "2026-02-02", "type": "policy",
-                                         "body": "Hotel limit is 180 GBP per night in London; claims go in Expensify."}),
-    "eng/kafka.md": "---\ntitle: Kafka consumer lag runbook\nauthor: Sofia Data\nmodified: 2025-08-19\ntype: runbook\n---\n"
+    "finance/expenses.json": json.dumps(
+        {
+            "title": "Travel expense limits",
+            "author": "Priya Finance",
+            "modified": "2026-02-02",
+            "type": "policy",
+            "body": "Hotel limit is 180 GBP per night in London; claims go in Expensify.",
+        }
+    ),
+    "eng/kafka.md": "---\ntitle: Kafka consumer lag runbook\nauthor: Sofia Data\nmodified: 2025-08-19\n"
+    "type: runbook\n---\n"
     "When consumer lag grows, scale the consumer group and check the broker disk usage in Datadog.",
     "eng/postmortem.txt": "Title: Routing API outage postmortem\nAuthor: Omar SRE\nModified: 2025-03-27\n"
     "Type: postmortem\n\nThe routing API ran out of database connections; the pool size was raised to 200.",
@@ -52,8 +60,14 @@ def write_tiny_judgments(root: Path, corpus: Path) -> Path:
     """A TREC-layout folder judging the tiny corpus (docids are the corpus paths)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "queries.tsv").write_text("j1\thow do I set up the vpn\nj2\thotel limit london\n")
-    qrels = ["j1 0 it/vpn-windows.md 3", "j1 0 it/vpn-mac.txt 1", "j1 0 hr/leave.html 0",
-             "j2 0 finance/expenses.json 3", "j2 0 eng/kafka.md 0", "j2 0 hr/leave.html 0"]
+    qrels = [
+        "j1 0 it/vpn-windows.md 3",
+        "j1 0 it/vpn-mac.txt 1",
+        "j1 0 hr/leave.html 0",
+        "j2 0 finance/expenses.json 3",
+        "j2 0 eng/kafka.md 0",
+        "j2 0 hr/leave.html 0",
+    ]
     (root / "qrels.txt").write_text("\n".join(qrels) + "\n")
     docs = [json.dumps({"docid": name, "text": text}) for name, text in TINY_DOCS.items()]
     (root / "docs.jsonl").write_text("\n".join(docs) + "\n")
@@ -76,9 +90,14 @@ def pipeline_resources(tmp_path: Path, tiny_corpus: Path) -> dict[str, object]:
         "llm": LLMGateway(model="scripted/overlap", use_logprobs=False),
         "model_store": ModelStore(root=str(data / "artifacts")),
         "settings": PipelineSettings(
-            data_dir=str(data), corpus_dir=str(tiny_corpus), inbox_dir=str(tmp_path / "inbox"),
-            judgments=str(write_tiny_judgments(tmp_path / "judgments", tiny_corpus)), queries_per_doc=2,
-            bm25_negatives=2, random_negatives=1, student_epochs=2,
+            data_dir=str(data),
+            corpus_dir=str(tiny_corpus),
+            inbox_dir=str(tmp_path / "inbox"),
+            judgments=str(write_tiny_judgments(tmp_path / "judgments", tiny_corpus)),
+            queries_per_doc=2,
+            bm25_negatives=2,
+            random_negatives=1,
+            student_epochs=2,
         ),
     }
 

@@ -46,9 +46,14 @@ class ScriptedProvider(CustomLLM):
     def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:
         calls.append(model)
         text = answer(model, messages[-1]["content"])
-        return ModelResponse(choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                             usage={"prompt_tokens": len(messages[-1]["content"]) // 4, "completion_tokens": 1,
-                                    "total_tokens": 1 + len(messages[-1]["content"]) // 4})
+        return ModelResponse(
+            choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            usage={
+                "prompt_tokens": len(messages[-1]["content"]) // 4,
+                "completion_tokens": 1,
+                "total_tokens": 1 + len(messages[-1]["content"]) // 4,
+            },
+        )
 
 
 def register() -> None:

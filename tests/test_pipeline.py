@@ -10,8 +10,18 @@ from relabel_assets.checks import table_checks
 from relabel_assets.definitions import ALL_ASSETS
 from tests import scripted_llm
 
-TABLE_ASSETS = ["seed_corpus", "synthetic_queries", "bm25_index", "candidate_pools", "teacher_labels",
-                "training_set", "student_checkpoint", "student_labels", "human_benchmark", "agreement_report"]
+TABLE_ASSETS = [
+    "seed_corpus",
+    "synthetic_queries",
+    "bm25_index",
+    "candidate_pools",
+    "teacher_labels",
+    "training_set",
+    "student_checkpoint",
+    "student_labels",
+    "human_benchmark",
+    "agreement_report",
+]
 
 
 @pytest.mark.integration
@@ -27,7 +37,9 @@ def test_whole_graph_materializes_and_second_run_makes_no_llm_calls(pipeline_res
         counts = {t: conn.execute(f'select count(*) from "{t}"').fetchall()[0][0] for t in TABLE_ASSETS}
         pools = conn.execute("select count(*) from candidate_pools").fetchall()[0][0]
         bench = conn.execute("select count(*) from human_benchmark").fetchall()[0][0]
-        teacher = conn.execute("select count(*), count(*) filter (where status = 'ok') from teacher_labels").fetchall()[0]
+        teacher = conn.execute("select count(*), count(*) filter (where status = 'ok') from teacher_labels").fetchall()[
+            0
+        ]
         labelers = conn.execute("select labeler_id, reference from agreement_report order by 1, 2").fetchall()
     assert all(count > 0 for count in counts.values()), counts
     assert counts["seed_corpus"] == 6
@@ -42,3 +54,40 @@ def test_whole_graph_materializes_and_second_run_makes_no_llm_calls(pipeline_res
     assert again.success
     assert len(scripted_llm.calls) == first_calls, "a second materialization must be served from the DuckDB cache"
 
+
+@pytest.mark.integration
+def test_inbox_file_flows_through_the_pipeline_after_a_sensor_request(pipeline_resources):
+    import dagster as dg
+
+    from relabel_assets.definitions import build_definitions
+    from sensors.inbox import build_inbox_sensor
+
+    settings = pipeline_resources["settings"]
+    defs = build_definitions(pipeline_resources)
+    job = defs.resolve_job_def("relabel_job")
+    assert job.execute_in_process().success
+
+    inbox = settings.inbox_path()
+    inbox.mkdir(parents=True)
+    (inbox / "badge.md").write_text(
+        "---\ntitle: Office badge replacement\nauthor: Facilities\nmodified: 2026-01-05\n"
+        "type: faq\n---\nLost your office badge? Reception prints a replacement badge."
+    )
+    (inbox / "broken.json").write_text("{oops")
+    sensor = build_inbox_sensor(job.name, inbox)
+    request = sensor(dg.build_sensor_context()).run_requests[0]
+    assert request.tags["relabel/files"] == "2"
+    result = job.execute_in_process(tags=request.tags)
+    assert result.success
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as conn:
+        doc = conn.execute("select title, author from seed_corpus where doc_id = 'inbox/badge.md'").fetchall()
+        quarantined = conn.execute(
+            "select reason from seed_corpus_quarantine where doc_id = 'inbox/broken.json'"
+        ).fetchall()
+        labels = conn.execute(
+            "select count(*) from student_labels s join synthetic_queries q using (qid) "
+            "where q.doc_id = 'inbox/badge.md'"
+        ).fetchall()[0][0]
+    assert doc == [("Office badge replacement", "Facilities")]
+    assert "invalid JSON" in quarantined[0][0]
+    assert labels >= 2 * 2, "the new document's queries and their pools are labeled by the student"
