@@ -63,9 +63,10 @@ def run() -> None:
 
 
 def _print_report() -> None:
+    """The stored summary table (metrics with 95% intervals) and the cost and speed table."""
     import duckdb
 
-    from relabel.report import to_markdown
+    from relabel.report import cost_markdown, to_markdown
     from relabel.warehouse import table_exists
 
     with duckdb.connect(str(paths.duckdb_path()), read_only=True) as conn:
@@ -73,6 +74,11 @@ def _print_report() -> None:
             click.echo("no agreement report yet: run `relabel run` first")
             return
         click.echo("\n" + to_markdown(conn.execute("select * from agreement_report").df()))
+        click.echo("Brackets: 95% bootstrap intervals over queries.")
+        if table_exists(conn, "labeler_cost"):
+            click.echo("\n## Cost and speed\n\n" + cost_markdown(conn.execute("select * from labeler_cost").df()))
+    reports = paths.data_dir() / "reports"
+    click.echo(f"\nFull report (plots, confusion matrices, per-query table): {reports / 'agreement_report.html'}")
 
 
 @main.command()
@@ -86,4 +92,107 @@ def report() -> None:
 def ui(port: int) -> None:
     """Start the Dagster UI and daemon on 127.0.0.1 (lineage graph, checks, sensor)."""
     _dagster_home()
-    os.execvp("dagster", ["dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "relabel_assets.definitions"])
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "relabel_assets.definitions"])
+
+
+@main.command("serve-llm")
+@click.option("--model", default="qwen2.5-coder-1.5b", show_default=True, help="alias or path to a .gguf file")
+@click.option("--port", default=8088, show_default=True)
+def serve_llm(model: str, port: int) -> None:
+    """Serve the embedded GGUF model as an OpenAI-compatible API on 127.0.0.1 (use it with
+    RELABEL_LLM_MODEL=openai/<model> RELABEL_LLM_API_BASE=http://127.0.0.1:<port>/v1)."""
+    from relabel.llm_server import serve
+
+    click.echo(f"serving {model} on http://127.0.0.1:{port}/v1")
+    serve(model, port)
+
+
+@main.command()
+@click.option(
+    "--human",
+    "human_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="human judgments, TREC qrels (qid 0 docid grade)",
+)
+@click.option(
+    "--labels",
+    "label_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="a labeler's grades in qrels format (qid 0|Q0 docid grade), or a folder of them; more may follow",
+)
+@click.argument("more_labels", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--runs",
+    "run_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="TREC run files or folders (qid Q0 docid rank score tag): Kendall's tau of system orderings",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="write md, html, json and plots here")
+@click.option("--bootstrap", "n_resamples", default=1000, show_default=True, help="query resamples for the CIs")
+@click.option("--seed", default=0, show_default=True)
+def agree(
+    human_path: Path,
+    label_path: Path,
+    more_labels: tuple[Path, ...],
+    run_paths: tuple[Path, ...],
+    out: Path | None,
+    n_resamples: int,
+    seed: int,
+) -> None:
+    """Agreement of label files with human qrels from files alone (no Dagster state), computed by the same
+    code as the agreement_report asset: `relabel agree --human QRELS --labels RUN [RUN ...] [--out DIR]`.
+    The labeler id is the file name stem."""
+    from relabel.benchmarks import JudgmentError, read_label_file, read_runs
+    from relabel.report import build_report, to_markdown, write_report
+
+    started = time.perf_counter()
+    try:
+        human = read_label_file(human_path)
+        labelers, stray = read_runs([label_path, *more_labels])
+        _, systems = read_runs(list(run_paths)) if run_paths else ({}, {})
+    except JudgmentError as error:
+        raise click.ClickException(str(error)) from error
+    if stray:
+        raise click.ClickException(f"{', '.join(stray)}: TREC run files (6 fields); pass them with --runs")
+    if not labelers:
+        raise click.ClickException("no label files found")
+    import pandas as pd
+
+    labels = pd.concat(
+        [frame.assign(labeler_id=name, role="imported") for name, frame in labelers.items()], ignore_index=True
+    )
+    loaded = time.perf_counter()
+    report = build_report(human, labels, n_resamples=n_resamples, seed=seed, runs=systems or None)
+    computed = time.perf_counter()
+    click.echo(to_markdown(report.table, f"Agreement with {human_path.name}"))
+    click.echo("\n".join(f"- {note}" for note in report.notes))
+    if len(report.cross_check):
+        click.echo("\nSecond implementations (same tie-broken scores):\n")
+        click.echo(report.cross_check.round(4).to_markdown(index=False))
+    if len(report.systems):
+        click.echo("\nSystems by nDCG@10 under human and labeler judgments:\n")
+        click.echo(report.systems.round(4).to_markdown(index=False))
+    if out is not None:
+        from relabel.plots import report_plots
+
+        paths = write_report(report, out, report_plots(report), f"Agreement with {human_path.name}")
+        click.echo(f"\nwrote {paths['markdown']}, {paths['html']}, {paths['json']} and {out / 'plots'}")
+    click.echo(
+        f"\n{len(labels)} labels of {len(labelers)} labeler(s) vs {len(human)} judgments: read in "
+        f"{loaded - started:.2f} s, metrics and {n_resamples} bootstrap resamples in {computed - loaded:.2f} s, "
+        f"total {time.perf_counter() - started:.2f} s"
+    )
+
+
+def _register_file_commands() -> None:
+    from relabel.distill_cli import distill, label
+
+    main.add_command(distill)
+    main.add_command(label)
+
+
+_register_file_commands()

@@ -94,8 +94,12 @@ def _html(raw: str) -> dict[str, object]:
         name, content = str(tag.get("name") or "").lower(), tag.get("content")
         if content and name in ("author", "modified", "date", "doc-type", "type"):
             meta["type" if name == "doc-type" else name] = str(content)
-    for tag in soup(["script", "style", "nav", "footer", "head", "noscript"]):
+    for tag in soup(["script", "style", "nav", "footer", "head", "noscript", "template"]):
         tag.decompose()
+    for tag in soup.find_all(True):
+        style = str(tag.get("style") or "").replace(" ", "").lower()
+        if not tag.decomposed and (tag.has_attr("hidden") or "display:none" in style or "visibility:hidden" in style):
+            tag.decompose()
     return {**meta, "body": soup.get_text("\n")}
 
 

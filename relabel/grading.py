@@ -10,7 +10,8 @@ from typing import Any
 
 import duckdb
 
-from relabel.llm_client import LLMClient, cached_complete, ensure_cache
+from relabel.llm_client import LLMClient
+from relabel.llm_runner import CallPolicy, CallRequest, run_calls
 from relabel.prompts import PromptTemplate, load_prompt
 
 GRADES = (0, 1, 2, 3)
@@ -83,6 +84,11 @@ def render_pair(
     )
 
 
+def pair_item_id(pair: dict[str, Any]) -> str:
+    """Stable id of a (source, query, document) pair."""
+    return f"{pair['pair_source']}|{pair['qid']}|{pair['doc_id']}"
+
+
 def label_pairs(
     conn: duckdb.DuckDBPyConnection,
     client: LLMClient,
@@ -91,76 +97,71 @@ def label_pairs(
     prompt_id: str = DEFAULT_GRADE_PROMPT,
     use_logprobs: bool = True,
     max_doc_chars: int = 1200,
+    policy: CallPolicy | None = None,
+    labeler_id: str | None = None,
+    sample: int = 0,
+    temperature: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Grade each pair (keys: qid, query_text, doc_id, title, author, path, modified, doc_type, text, pair_source).
+    """Grade each pair (keys: pair_source, qid, query_text, doc_id, title, author, path, modified, doc_type, text).
 
-    Every input pair yields one row: ``ok`` with a grade, ``unparsed`` with the raw answer, or ``failed``
-    with the error. Pairs are sent sorted by query so a query's candidates share the cached prompt prefix.
+    Every input pair yields one row: ``ok`` with a grade, ``unparsed`` with the raw answer, ``failed`` with
+    the error, or ``skipped_budget``. Pairs are sent sorted by query so a query's candidates share the
+    cached prompt prefix.
     """
+    policy = policy or CallPolicy()
     prompt = load_prompt(prompt_id)
-    ensure_cache(conn)
-    labeler_id = f"teacher:{client.model}"
+    labeler_id = labeler_id or f"teacher:{client.model}"
+    ordered = sorted(pairs, key=lambda p: (p["qid"], p["doc_id"], p["pair_source"]))
+    params: dict[str, Any] = {"max_tokens": 1 if use_logprobs else 4, "logprobs": use_logprobs}
+    if sample or temperature:
+        params.update(sample=sample, temperature=temperature)
+    requests = [
+        CallRequest(
+            pair_item_id(p),
+            render_pair(prompt, p["query_text"], p, max_doc_chars),
+            params,
+            prompt.prompt_id,
+            prompt.version,
+        )
+        for p in ordered
+    ]
+    outcomes = run_calls(
+        conn,
+        client,
+        requests,
+        labeler_id=labeler_id,
+        policy=policy,
+        validate=lambda a: parse_grade(a.text, a.top_logprobs).status == "ok",
+        progress=progress,
+    )
     rows: list[dict[str, Any]] = []
-    for index, pair in enumerate(sorted(pairs, key=lambda p: (p["qid"], p["doc_id"]))):
-        messages = render_pair(prompt, pair["query_text"], pair, max_doc_chars)
-        row: dict[str, Any] = {
-            "pair_source": pair["pair_source"],
-            "qid": pair["qid"],
-            "doc_id": pair["doc_id"],
-            "labeler_id": labeler_id,
-            "model": client.model,
-            "prompt_id": prompt.prompt_id,
-            "prompt_version": prompt.version,
-        }
-        try:
-            answer = cached_complete(
-                conn,
-                client,
-                prompt.prompt_id,
-                prompt.version,
-                messages,
-                max_tokens=1 if use_logprobs else 4,
-                logprobs=use_logprobs,
-            )
-        except duckdb.Error:
-            raise
-        except Exception as error:  # noqa: BLE001 - every failure is recorded on its row, with its reason
-            rows.append(
-                {
-                    **row,
-                    "status": "failed",
-                    "grade": None,
-                    "expected_grade": None,
-                    "p0": None,
-                    "p1": None,
-                    "p2": None,
-                    "p3": None,
-                    "raw_answer": None,
-                    "error": f"{type(error).__name__}: {error}"[:500],
-                    "from_cache": False,
-                    "latency_s": None,
-                }
-            )
-            continue
-        result = parse_grade(answer.text, answer.top_logprobs)
-        probs = result.probabilities or (None, None, None, None)
+    for pair in ordered:
+        outcome = outcomes[pair_item_id(pair)]
+        answer = outcome.answer
+        result = parse_grade(answer.text, answer.top_logprobs) if answer is not None else None
+        probs = (result.probabilities if result else None) or (None, None, None, None)
+        status = {"ok": "ok", "invalid": "unparsed"}.get(outcome.status, outcome.status)
         rows.append(
             {
-                **row,
-                "status": result.status,
-                "grade": result.grade,
-                "expected_grade": result.expected_grade,
+                "pair_source": pair["pair_source"],
+                "qid": pair["qid"],
+                "doc_id": pair["doc_id"],
+                "labeler_id": labeler_id,
+                "model": client.model,
+                "prompt_id": prompt.prompt_id,
+                "prompt_version": prompt.version,
+                "status": status,
+                "grade": result.grade if result else None,
+                "expected_grade": result.expected_grade if result else None,
                 "p0": probs[0],
                 "p1": probs[1],
                 "p2": probs[2],
                 "p3": probs[3],
-                "raw_answer": answer.text,
-                "error": None if result.status == "ok" else "answer is not a grade 0-3",
-                "from_cache": answer.from_cache,
-                "latency_s": answer.latency_s,
+                "raw_answer": answer.text if answer else None,
+                "error": "answer is not a grade 0-3" if status == "unparsed" else outcome.error,
+                "from_cache": bool(answer and answer.from_cache),
+                "latency_s": answer.latency_s if answer else None,
             }
         )
-        if progress is not None:
-            progress(index + 1)
     return rows

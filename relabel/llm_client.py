@@ -42,6 +42,7 @@ class LLMAnswer:
     completion_tokens: int
     latency_s: float
     from_cache: bool = False
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -51,8 +52,9 @@ class LLMClient:
     model: str
     api_base: str | None = None
     timeout_s: float = 300.0
-    num_retries: int = 2
+    num_retries: int = 0
     mock_response: str | None = None
+    hourly_rate_usd: float = 0.10
     calls_made: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -66,15 +68,22 @@ class LLMClient:
         max_tokens: int,
         logprobs: bool = False,
         response_format: dict[str, Any] | None = None,
+        temperature: float = 0.0,
+        sample: int = 0,
     ) -> LLMAnswer:
-        """One chat completion at temperature 0; raises litellm's exceptions after retries."""
-        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.0}
+        """One chat completion; raises litellm's exceptions. ``sample`` only tells apart repeated samples of
+        the same request (it is part of the cache key, not sent)."""
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
         if logprobs:
             kwargs.update(logprobs=True, top_logprobs=10)
         if response_format is not None:
             kwargs["response_format"] = response_format
         if self.api_base:
             kwargs["api_base"] = self.api_base
+            key = os.environ.get("RELABEL_LLM_API_KEY")
+            if key or (self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY")):
+                # read at call time, never stored; keyless OpenAI-compatible servers (vLLM, llama.cpp) get a dummy
+                kwargs["api_key"] = key or "no-key"
         if self.mock_response is not None:
             kwargs["mock_response"] = self.mock_response
         started = time.perf_counter()
@@ -93,13 +102,25 @@ class LLMClient:
         if content:
             top = {item.token: item.logprob for item in content[0].top_logprobs}
         usage = getattr(response, "usage", None)
+        latency = time.perf_counter() - started
         return LLMAnswer(
             text=choice.message.content or "",
             top_logprobs=top,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            latency_s=time.perf_counter() - started,
+            latency_s=latency,
+            cost_usd=self.cost(response, latency),
         )
+
+    def cost(self, response: Any, latency_s: float) -> float:
+        """Dollars for one call: litellm's price table for priced API models, else machine-seconds times
+        ``hourly_rate_usd`` (local llama.cpp, self-hosted vLLM, mocks)."""
+        if not self.model.startswith(local_llm.PROVIDER + "/") and self.mock_response is None:
+            try:
+                return float(litellm.completion_cost(completion_response=response))
+            except Exception:  # noqa: BLE001 - unpriced model: fall back to machine time
+                pass
+        return latency_s * self.hourly_rate_usd / 3600.0
 
 
 def ensure_cache(conn: duckdb.DuckDBPyConnection) -> None:
@@ -113,32 +134,16 @@ def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cached_complete(
-    conn: duckdb.DuckDBPyConnection,
-    client: LLMClient,
-    prompt_id: str,
-    prompt_version: str,
-    messages: list[dict[str, str]],
-    **params: Any,
-) -> LLMAnswer:
-    """Answer from ``llm_cache`` when this exact request was answered before, else call and store."""
-    key = cache_key(client.model, messages, {**params, "prompt": [prompt_id, prompt_version]})
-    rows = conn.execute(
-        "select response_text, top_logprobs, prompt_tokens, completion_tokens, latency_s "
-        "from llm_cache where cache_key = ?",
-        [key],
-    ).fetchall()
-    if rows:
-        row = rows[0]
-        top = json.loads(row[1]) if row[1] is not None else None
-        return LLMAnswer(row[0], top, row[2], row[3], row[4], from_cache=True)
-    answer = client.complete(messages, **params)
+def store_answer(
+    conn: duckdb.DuckDBPyConnection, key: str, model: str, prompt_id: str, prompt_version: str, answer: LLMAnswer
+) -> None:
+    """Commit one answer to ``llm_cache`` (first answer wins)."""
     conn.execute(
         "insert into llm_cache (cache_key, model, prompt_id, prompt_version, response_text, top_logprobs, "
         "prompt_tokens, completion_tokens, latency_s) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
         [
             key,
-            client.model,
+            model,
             prompt_id,
             prompt_version,
             answer.text,
@@ -148,4 +153,21 @@ def cached_complete(
             answer.latency_s,
         ],
     )
-    return answer
+
+
+def cached_complete(
+    conn: duckdb.DuckDBPyConnection,
+    client: LLMClient,
+    prompt_id: str,
+    prompt_version: str,
+    messages: list[dict[str, str]],
+    **params: Any,
+) -> LLMAnswer:
+    """One request through ``llm_runner.run_calls`` (cache, retries, call log); raises when it failed."""
+    from relabel.llm_runner import CallRequest, run_calls
+
+    request = CallRequest("single", messages, params, prompt_id, prompt_version)
+    outcome = run_calls(conn, client, [request], labeler_id=f"{prompt_id}:{client.model}")["single"]
+    if outcome.answer is None:
+        raise RuntimeError(outcome.error or outcome.status)
+    return outcome.answer

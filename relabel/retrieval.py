@@ -1,11 +1,19 @@
-"""BM25 over the seed corpus (bm25s + PyStemmer) and candidate pools with hard and random negatives."""
+"""BM25 over the seed corpus (bm25s + PyStemmer) and candidate pools with hard and random negatives.
+
+Every document is indexed as one or more passages (``PASSAGE_WORDS`` words, overlapping by
+``PASSAGE_WORDS - PASSAGE_STRIDE``), each carrying the title (twice, a cheap boost) and the metadata
+(author, path words, document type, modified date with its month name); a document's score is its best
+passage's score (maxP), so a long document is neither favoured for its length nor lost in it."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,59 +21,159 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from relabel.query_synthesis import normalize
+from relabel.query_stats import normalize
 
 DOC_IDS_FILE = "doc_ids.json"
+PASSAGES_FILE = "passages.json"
+PASSAGE_WORDS = 200
+PASSAGE_STRIDE = 150
+MONTHS = "january february march april may june july august september october november december".split()
 
 
-def _tokens(texts: Sequence[str]) -> list[list[str]]:
-    stemmer = Stemmer.Stemmer("english")
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
+@cache
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
 
 
-def index_text(doc: dict[str, Any]) -> str:
-    """The indexed fields: title (twice, a cheap boost), metadata and body."""
-    return " ".join([doc["title"], doc["title"], doc["author"], doc["path"].replace("/", " "), doc["text"]])
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """bm25s tokens: lower-cased words of two or more characters, English stopwords removed, Snowball stems."""
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+
+
+def _field(doc: Mapping[str, Any], name: str) -> str:
+    value = doc.get(name)
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def metadata_text(doc: Mapping[str, Any]) -> str:
+    """The metadata words indexed with every passage: author, path, document type, modified date and
+    its month name and year (so "march 2025" finds a document modified on 2025-03-14)."""
+    modified = _field(doc, "modified")
+    words = [_field(doc, "author"), _field(doc, "path").replace("/", " "), _field(doc, "doc_type")]
+    if len(modified) >= 7 and modified[:4].isdigit() and modified[5:7].isdigit() and 1 <= int(modified[5:7]) <= 12:
+        words += [modified, MONTHS[int(modified[5:7]) - 1], modified[:4]]
+    return " ".join(w for w in words if w)
+
+
+def split_passages(text: str, words: int = PASSAGE_WORDS, stride: int = PASSAGE_STRIDE) -> list[str]:
+    """Overlapping windows of ``words`` words every ``stride`` words; the last window ends with the text."""
+    tokens = text.split()
+    if len(tokens) <= words:
+        return [text]
+    starts = list(range(0, len(tokens) - words + 1, stride))
+    if starts[-1] + words < len(tokens):
+        starts.append(len(tokens) - words)
+    return [" ".join(tokens[start : start + words]) for start in starts]
+
+
+def passage_texts(doc: Mapping[str, Any], words: int = PASSAGE_WORDS, stride: int = PASSAGE_STRIDE) -> list[str]:
+    """The indexed texts of one document: title twice, metadata, then one body passage each."""
+    title = _field(doc, "title")
+    head = f"{title} {title} {metadata_text(doc)}"
+    return [f"{head} {passage}" for passage in split_passages(_field(doc, "text"), words, stride)]
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores, highest first, ties broken by position (deterministic)."""
+    n = len(scores)
+    if k <= 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= n:
+        candidates = np.arange(n)
+    else:
+        cut = np.partition(scores, n - k)[n - k]
+        candidates = np.flatnonzero(scores >= cut)
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order][:k]
 
 
 @dataclass
 class BM25Index:
-    """A bm25s retriever plus the doc ids in index order."""
+    """A bm25s retriever over passages, the doc ids in index order and each document's first passage."""
 
     retriever: bm25s.BM25
     doc_ids: list[str]
+    starts: np.ndarray
+    passage_words: int = PASSAGE_WORDS
+    passage_stride: int = PASSAGE_STRIDE
 
     @classmethod
-    def build(cls, documents: Sequence[dict[str, Any]]) -> BM25Index:
-        """Index the documents (stemmed, English stopwords removed)."""
+    def build(
+        cls, documents: Sequence[Mapping[str, Any]], *, passage_words: int = PASSAGE_WORDS, stride: int = PASSAGE_STRIDE
+    ) -> BM25Index:
+        """Index the documents' passages (stemmed, English stopwords removed)."""
         if not documents:
             raise ValueError("cannot build a BM25 index over an empty corpus")
+        texts: list[str] = []
+        starts: list[int] = []
+        for doc in documents:
+            starts.append(len(texts))
+            texts.extend(passage_texts(doc, passage_words, stride))
         retriever = bm25s.BM25()
-        retriever.index(_tokens([index_text(d) for d in documents]), show_progress=False)
-        return cls(retriever, [d["doc_id"] for d in documents])
+        retriever.index(tokenize(texts), show_progress=False)
+        return cls(retriever, [str(d["doc_id"]) for d in documents], np.asarray(starts), passage_words, stride)
+
+    @property
+    def n_passages(self) -> int:
+        """Number of indexed passages."""
+        return int(self.retriever.scores["num_docs"])
 
     def save(self, directory: Path) -> None:
-        """Persist the index and its doc ids under ``directory``."""
+        """Persist the index, its doc ids and the passage layout under ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         self.retriever.save(str(directory))
         (directory / DOC_IDS_FILE).write_text(json.dumps(self.doc_ids))
+        layout = {"starts": self.starts.tolist(), "passage_words": self.passage_words, "stride": self.passage_stride}
+        (directory / PASSAGES_FILE).write_text(json.dumps(layout))
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:
-        """Reload a saved index, memory-mapped."""
+        """Reload a saved index, memory-mapped (an index saved without a passage layout has one per doc)."""
         retriever = bm25s.BM25.load(str(directory), mmap=True, show_progress=False)
-        return cls(retriever, json.loads((directory / DOC_IDS_FILE).read_text()))
+        doc_ids = json.loads((directory / DOC_IDS_FILE).read_text())
+        layout_file = directory / PASSAGES_FILE
+        if not layout_file.exists():
+            return cls(retriever, doc_ids, np.arange(len(doc_ids)))
+        layout = json.loads(layout_file.read_text())
+        return cls(retriever, doc_ids, np.asarray(layout["starts"]), layout["passage_words"], layout["stride"])
+
+    def doc_scores(self, queries: Sequence[str]) -> Iterator[np.ndarray]:
+        """For each query, every document's score (its best passage's BM25 score), in index order."""
+        if not queries:
+            return
+        for tokens in tokenize(queries):
+            if not tokens:
+                yield np.zeros(len(self.doc_ids), dtype=np.float32)
+                continue
+            passage_scores = np.asarray(self.retriever.get_scores(tokens))
+            yield np.maximum.reduceat(passage_scores, self.starts)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """Top-k (doc_id, score) per query; documents with score 0 are left out."""
-        k = min(k, len(self.doc_ids))
-        indices, scores = self.retriever.retrieve(_tokens(queries), k=k, show_progress=False)
         results = []
-        for row_idx, row_scores in zip(np.asarray(indices), np.asarray(scores), strict=True):
-            results.append(
-                [(self.doc_ids[int(i)], float(s)) for i, s in zip(row_idx, row_scores, strict=True) if s > 0]
-            )
+        for scores in self.doc_scores(queries):
+            top = top_indices(scores, k)
+            results.append([(self.doc_ids[i], float(scores[i])) for i in top if scores[i] > 0])
         return results
+
+
+def rank_of(scores: np.ndarray, position: int) -> int | None:
+    """1-based rank of one document under ``top_indices``' order, or ``None`` when its score is 0."""
+    score = scores[position]
+    if score <= 0:
+        return None
+    return int((scores > score).sum() + (scores[:position] == score).sum() + 1)
+
+
+def seed_ranks(queries: Sequence[Mapping[str, Any]], index: BM25Index) -> list[int | None]:
+    """The rank of each query's seed document (``doc_id``) for its ``query_text``; ``None`` when BM25
+    does not retrieve it (no shared term) or it is not in the index."""
+    position = {doc_id: i for i, doc_id in enumerate(index.doc_ids)}
+    ranks: list[int | None] = []
+    for query, scores in zip(queries, index.doc_scores([str(q["query_text"]) for q in queries]), strict=True):
+        seed = position.get(str(query["doc_id"]))
+        ranks.append(None if seed is None else rank_of(scores, seed))
+    return ranks
 
 
 def _shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
@@ -73,59 +181,68 @@ def _shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
-def near_duplicates(texts: dict[str, str], threshold: float = 0.8) -> dict[str, set[str]]:
-    """For each doc id, the other doc ids whose 5-word-shingle Jaccard similarity is at least ``threshold``."""
+def near_duplicates(
+    texts: Mapping[str, str], threshold: float = 0.8, *, among: Iterable[str] | None = None, max_df: int = 100
+) -> dict[str, set[str]]:
+    """For each doc id (or each of ``among``), the other doc ids whose 5-word-shingle Jaccard similarity is
+    at least ``threshold``. Candidates come from an inverted index over shingles; a shingle found in more
+    than ``max_df`` documents (boilerplate) proposes none, but identical texts are always duplicates."""
     shingles = {doc_id: _shingles(text) for doc_id, text in texts.items()}
-    ids = sorted(shingles)
-    dupes: dict[str, set[str]] = {doc_id: set() for doc_id in ids}
-    for i, a in enumerate(ids):
-        for b in ids[i + 1 :]:
-            union = len(shingles[a] | shingles[b])
-            if union and len(shingles[a] & shingles[b]) / union >= threshold:
-                dupes[a].add(b)
-                dupes[b].add(a)
+    postings: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for doc_id, doc_shingles in shingles.items():
+        for shingle in doc_shingles:
+            postings[shingle].append(doc_id)
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for doc_id, text in texts.items():
+        by_text[normalize(text)].append(doc_id)
+    wanted = sorted(shingles) if among is None else sorted(set(among) & set(shingles))
+    dupes: dict[str, set[str]] = {}
+    for a in wanted:
+        shared: Counter[str] = Counter()
+        for shingle in shingles[a]:
+            docs = postings[shingle]
+            if len(docs) <= max_df:
+                shared.update(docs)
+        found = {b for b in by_text[normalize(texts[a])] if b != a}
+        for b, common in shared.items():
+            union = len(shingles[a]) + len(shingles[b]) - common
+            if b != a and union and common / union >= threshold:
+                found.add(b)
+        dupes[a] = found
     return dupes
 
 
 def build_pools(
-    queries: Sequence[dict[str, Any]],
+    queries: Sequence[Mapping[str, Any]],
     index: BM25Index,
-    duplicates: dict[str, set[str]],
+    duplicates: Mapping[str, set[str]],
     *,
     bm25_negatives: int,
     random_negatives: int,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Per query: its seed document, the top BM25 hard negatives (seed and its near-duplicates excluded)
-    and random negatives. Deterministic for a given ``seed``."""
-    depth = bm25_negatives + 1 + max((len(v) for v in duplicates.values()), default=0)
-    hits = index.search([q["query_text"] for q in queries], k=depth)
+    """Per query: its seed document, the top BM25 hard negatives (seed and its near-duplicates excluded,
+    score > 0) and random negatives from the rest; every row keeps the document's exact BM25 rank and
+    score for the query (``None`` when BM25 does not retrieve it). Deterministic for a given ``seed``."""
+    position = {doc_id: i for i, doc_id in enumerate(index.doc_ids)}
     rows: list[dict[str, Any]] = []
-    for query, ranked in zip(queries, hits, strict=True):
-        seed_doc = query["doc_id"]
-        excluded = {seed_doc} | duplicates.get(seed_doc, set())
-        rank_of = {doc_id: (rank, score) for rank, (doc_id, score) in enumerate(ranked, start=1)}
-        seed_rank, seed_score = rank_of.get(seed_doc, (None, None))
-        rows.append(
-            {"qid": query["qid"], "doc_id": seed_doc, "role": "seed", "bm25_rank": seed_rank, "bm25_score": seed_score}
+
+    def row(qid: str, doc_id: str, role: str, scores: np.ndarray) -> dict[str, Any]:
+        at = position.get(doc_id)
+        rank = None if at is None else rank_of(scores, at)
+        score = None if rank is None or at is None else float(scores[at])
+        return {"qid": qid, "doc_id": doc_id, "role": role, "bm25_rank": rank, "bm25_score": score}
+
+    for query, scores in zip(queries, index.doc_scores([str(q["query_text"]) for q in queries]), strict=True):
+        qid, seed_doc = str(query["qid"]), str(query["doc_id"])
+        excluded = {seed_doc} | set(duplicates.get(seed_doc, set()))
+        rows.append(row(qid, seed_doc, "seed", scores))
+        top = top_indices(scores, bm25_negatives + len(excluded))
+        hard = [index.doc_ids[i] for i in top if scores[i] > 0 and index.doc_ids[i] not in excluded][:bm25_negatives]
+        rows.extend(row(qid, doc_id, "bm25_negative", scores) for doc_id in hard)
+        rest = sorted(set(index.doc_ids) - excluded - set(hard))
+        rng = random.Random(f"{seed}:{qid}")
+        rows.extend(
+            row(qid, doc_id, "random_negative", scores) for doc_id in rng.sample(rest, min(random_negatives, len(rest)))
         )
-        chosen = [(doc_id, rank, score) for doc_id, (rank, score) in rank_of.items() if doc_id not in excluded]
-        for doc_id, rank, score in chosen[:bm25_negatives]:
-            rows.append(
-                {"qid": query["qid"], "doc_id": doc_id, "role": "bm25_negative", "bm25_rank": rank, "bm25_score": score}
-            )
-        taken = excluded | {doc_id for doc_id, _, _ in chosen[:bm25_negatives]}
-        rest = sorted(set(index.doc_ids) - taken)
-        rng = random.Random(f"{seed}:{query['qid']}")
-        for doc_id in rng.sample(rest, min(random_negatives, len(rest))):
-            rank, score = rank_of.get(doc_id, (None, None))
-            rows.append(
-                {
-                    "qid": query["qid"],
-                    "doc_id": doc_id,
-                    "role": "random_negative",
-                    "bm25_rank": rank,
-                    "bm25_score": score,
-                }
-            )
     return rows

@@ -159,14 +159,14 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         model.eval()
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
         if val_idx:
+            # thresholds come from the validation scores and the training grade shares: no teacher grade of
+            # a validation pair is used before it is compared
             val_scores = labeler.scores([queries[i] for i in val_idx], [docs[i] for i in val_idx])
-            thresholds = fit_thresholds(
-                labeler.scores([queries[i] for i in train_idx], [docs[i] for i in train_idx]), grades[train_idx]
-            )
-            val_grades = apply_thresholds(val_scores, thresholds)
-            record["val_kappa_vs_teacher"] = float(cohen_kappa_score(grades[val_idx], val_grades, labels=[0, 1, 2, 3]))
+            val_grades = apply_thresholds(val_scores, fit_thresholds(val_scores, grades[train_idx]))
+            kappa = cohen_kappa_score(grades[val_idx], val_grades, labels=[0, 1, 2, 3])
+            record["val_kappa_vs_teacher"] = float(kappa)
             record["val_mse"] = float(np.mean((val_scores / 3 - targets[val_idx].numpy()) ** 2))
-            score = -record["val_mse"] if np.isnan(record["val_kappa_vs_teacher"]) else record["val_kappa_vs_teacher"]
+            score = -record["val_mse"] if np.isnan(kappa) else record["val_kappa_vs_teacher"]
             if best is None or score > best[0]:
                 best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
         history.append(record)

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from relabel import quality
 from relabel.custom_checks import failure_rate_below, pools_hold_seed_and_negative
 from relabel.quality import CheckOutcome
+from relabel.query_stats import diversity_outcome, seed_retrieval_outcome
 from relabel_assets.common import WRITER_POOL, read_sql
 
 Evaluate = Callable[[pd.DataFrame], CheckOutcome]
@@ -80,4 +81,29 @@ def table_checks() -> list[dg.AssetChecksDefinition]:
         table_check("human_benchmark", "grades_in_range", lambda f: between(f, "grade", 0, 3)),
         table_check("human_benchmark", "non_empty_text", lambda f: non_empty(f, "text")),
         table_check("agreement_report", "has_rows", lambda f: rows_at_least(f, 1), blocking=False),
+        table_check(
+            "synthetic_queries",
+            "query_diversity_not_collapsed",
+            diversity_outcome,
+            blocking=False,
+            sql="select doc_id, query_text from synthetic_queries union all "
+            "select doc_id, query_text from synthetic_query_rejects where query_text is not null",
+            description="over every generated query (kept or rejected): at most half of the documents have mostly "
+            "near-duplicate queries and at most half of the queries repeat another document's query",
+        ),
+        table_check(
+            "synthetic_queries",
+            "rejects_have_reasons",
+            lambda f: non_empty(f, "reason") if len(f) else rows_at_least(f, 0),
+            sql="select * from synthetic_query_rejects",
+            description="every rejected query in synthetic_query_rejects has a reason",
+        ),
+        table_check(
+            "candidate_pools",
+            "seed_in_bm25_top_100",
+            seed_retrieval_outcome,
+            blocking=False,
+            sql="select * from candidate_pools where role = 'seed'",
+            description="at least half of the queries rank their seed document in the BM25 top 100",
+        ),
     ]

@@ -1,5 +1,6 @@
 """human_benchmark and agreement_report: human judgments and every labeler's agreement with them."""
 
+import base64
 import time
 from pathlib import Path
 
@@ -7,25 +8,39 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.benchmarks import load_judgments
-from relabel.report import agreement_table, to_markdown, write_report
+from relabel.benchmarks import folder_runs, load_judgments
+from relabel.cost import cost_table
+from relabel.report import build_report, cost_markdown, to_markdown, write_report
+from relabel.warehouse import replace_table, table_exists
 from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
 from resources.settings import PipelineSettings
 
-LABELS_SQL = """
-select pair_source, qid, doc_id, labeler_id, 'teacher' as role, status, grade, expected_grade, latency_s
-from teacher_labels
-union all
-select pair_source, qid, doc_id, labeler_id, 'student', status, grade, expected_grade, latency_s
-from student_labels
+LABEL_SELECT = (
+    "select pair_source, qid, doc_id, labeler_id, {role} as role, {model} as model, {prompt} as prompt_id, status, "
+    "grade, expected_grade, latency_s from {table}"
+)
+LABELS_SQL = " union all ".join(
+    [
+        LABEL_SELECT.format(role="'teacher'", model="model", prompt="prompt_id", table="teacher_labels"),
+        LABEL_SELECT.format(role="'student'", model="'student'", prompt="null", table="student_labels"),
+    ]
+)
+VOTES_SQL = (
+    LABEL_SELECT.format(role="'teacher_member'", model="model", prompt="prompt_id", table="teacher_label_votes")
+    + " where labeler_id not in (select distinct labeler_id from teacher_labels)"
+)
+TOKENS_SQL = """
+select model, prompt_id, count(*) as calls, sum(prompt_tokens) as prompt_tokens,
+       sum(completion_tokens) as completion_tokens
+from llm_cache group by model, prompt_id
 """
 
 
 @dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="evaluation")
 def human_benchmark(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Human relevance judgments (query, document, grade 0-3) with the texts: the reference judgments
-    authored with the demo corpus, or any TREC-layout folder (``RELABEL_JUDGMENTS``), sampled to at most
-    ``judgments_max_pairs`` pairs stratified by grade."""
+    authored with the demo corpus, or any judgments folder (``RELABEL_JUDGMENTS``; TREC or BEIR layout,
+    detected from its files), sampled to at most ``judgments_max_pairs`` pairs stratified by grade."""
     started = time.perf_counter()
     frame = load_judgments(settings.judgments, settings.judgments_max_pairs, settings.seed)
     return write_asset_table(
@@ -39,6 +54,40 @@ def human_benchmark(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
     )
 
 
+def _image(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG embedded in Markdown metadata (the Dagster UI renders data URIs)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def _labels(duckdb: DuckDBResource, judgments: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Teacher, teacher vote-member, student and imported labels (``<judgments>/runs/`` label files), and
+    the retrieval runs found there."""
+    with duckdb.get_connection() as conn:
+        labels = conn.execute(LABELS_SQL).df()
+        if table_exists(conn, "teacher_label_votes"):
+            labels = pd.concat([labels, conn.execute(VOTES_SQL).df()], ignore_index=True)
+    imported, systems = folder_runs(judgments)
+    frames = [
+        run.assign(
+            pair_source="benchmark",
+            labeler_id=f"imported:{name}",
+            role="imported",
+            model=name,
+            prompt_id=None,
+            status="ok",
+            expected_grade=float("nan"),
+            latency_s=float("nan"),
+        )
+        for name, run in imported.items()
+    ]
+    return pd.concat([labels, *frames], ignore_index=True) if frames else labels, systems
+
+
+def _tokens(duckdb: DuckDBResource) -> pd.DataFrame | None:
+    with duckdb.get_connection() as conn:
+        return conn.execute(TOKENS_SQL).df() if table_exists(conn, "llm_cache") else None
+
+
 @dg.asset(
     deps=["teacher_labels", "student_labels", "human_benchmark"],
     kinds={"duckdb", "python"},
@@ -46,20 +95,43 @@ def human_benchmark(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
     group_name="evaluation",
 )
 def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
-    """Agreement of the teacher and the student with the human judgments (Cohen's, quadratic and binary
-    kappa, exact accuracy, Krippendorff's alpha, nDCG@10 and pairwise accuracy of the labeler's ranking)
-    and of the student with the teacher, plus labels/s; also written as Markdown and JSON."""
+    """Agreement of every labeler (each teacher, the student, label files in the judgments folder's
+    ``runs/``) with the human judgments, and of the student with the teacher: Cohen's, quadratic and binary
+    kappa, exact accuracy, Krippendorff's alpha, nDCG@10 and pairwise accuracy of the labeler's ranking,
+    each with a query-bootstrap 95% interval; confusion matrices, grade distributions, per-query table,
+    cost and speed. Written to ``<data>/reports`` as Markdown, HTML and JSON with PNG plots; the per-query
+    and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``."""
+    from relabel.plots import report_plots  # matplotlib loads only when the report is built
+
     started = time.perf_counter()
     human = read_sql(duckdb, "select qid, doc_id, grade from human_benchmark")
-    table = agreement_table(human, read_sql(duckdb, LABELS_SQL))
-    paths = write_report(table, Path(settings.data_dir) / "reports")
+    labels, systems = _labels(duckdb, settings.judgments)
+    timed = labels[labels["role"].isin(["teacher", "teacher_member", "student"])]
+    cost = cost_table(timed, _tokens(duckdb), settings.hourly_rate_usd)
+    report = build_report(human, labels, runs=systems or None, cost=cost, seed=settings.seed)
+    plots = report_plots(report)
+    paths = write_report(report, Path(settings.data_dir) / "reports", plots)
+    with duckdb.get_connection() as conn:
+        for name, frame in (("agreement_per_query", report.per_query), ("labeler_cost", cost)):
+            if len(frame.columns):
+                replace_table(conn, name, frame)
+    per_query = report.per_query[report.per_query["reference"] == "human"] if len(report.per_query) else None
     return write_asset_table(
         duckdb,
         "agreement_report",
-        table,
+        report.table,
         started,
-        report=dg.MetadataValue.md(to_markdown(table)),
+        report=dg.MetadataValue.md(to_markdown(report.table) + "\n" + "\n".join(f"- {n}" for n in report.notes)),
+        cost_and_speed=dg.MetadataValue.md(cost_markdown(cost) if len(cost) else "no timed labelers"),
+        confusion_matrices=_image(plots["confusion_matrices"], "confusion matrices"),
+        grade_distributions=_image(plots["grade_distributions"], "grade distributions"),
+        per_query_kappa=_image(plots["per_query_kappa"], "per-query kappa"),
+        per_query=dg.MetadataValue.md(
+            per_query.head(200).round(3).to_markdown(index=False) if per_query is not None else "no per-query rows"
+        ),
         report_path=dg.MetadataValue.path(str(paths["markdown"])),
+        report_html=dg.MetadataValue.path(str(paths["html"])),
+        report_json=dg.MetadataValue.path(str(paths["json"])),
     )
 
 

@@ -1,12 +1,15 @@
 """teacher_labels: the teacher LLM's 0-3 grade for every candidate-pool pair and every judged pair."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.grading import label_pairs
+from relabel.teacher_votes import combine_votes, recorded_teacher_rows
+from relabel.warehouse import replace_table
 from relabel_assets.common import WRITER_POOL, write_asset_table
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
@@ -48,33 +51,56 @@ LABEL_COLUMNS = [
 def teacher_labels(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
 ) -> dg.MaterializeResult:
-    """NIST-style 0-3 grades from the teacher LLM (prompt file ``grade_nist``) for every candidate-pool
-    pair and every human-judged pair. With logprobs the four grade-token probabilities and the expected
-    grade are stored; otherwise the answer is parsed strictly. Unparseable answers are kept as
-    ``unparsed`` and failed calls as ``failed``, never as a grade. Answers are cached in DuckDB."""
+    """NIST-style 0-3 grades from the teacher (prompt file ``grade_nist``) for every candidate-pool pair and
+    every human-judged pair. With logprobs the four grade-token probabilities and the expected grade are
+    stored; otherwise the answer is parsed strictly. Unparseable answers are kept as ``unparsed``, failed
+    calls as ``failed`` and budget stops as ``skipped_budget``, never as a grade. Several teacher models or
+    samples (or recorded labelings, ``RELABEL_TEACHER_RUNS``) are combined by vote, members kept in
+    ``teacher_label_votes``. Answers are cached in DuckDB and every call is logged in ``llm_calls``."""
     started = time.perf_counter()
-    client = llm.client()
     with duckdb.get_connection() as conn:
         pairs = conn.execute(PAIRS_SQL).df().to_dict("records")
-        context.log.info(f"grading {len(pairs)} pairs with {client.model}")
-        rows = label_pairs(
-            conn,
-            client,
-            pairs,
-            use_logprobs=llm.use_logprobs,
-            max_doc_chars=settings.max_doc_chars,
-            progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),
-        )
-    frame = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+        members: list[list[dict]] = [recorded_teacher_rows(pairs, Path(run)) for run in settings.teacher_runs]
+        calls = 0
+        if not settings.teacher_runs:
+            for model in llm.teacher_models():
+                client = llm.client(model=model)
+                for sample in range(llm.samples_per_model):
+                    context.log.info(f"grading {len(pairs)} pairs with {model} (sample {sample + 1})")
+                    members.append(
+                        label_pairs(
+                            conn,
+                            client,
+                            pairs,
+                            use_logprobs=llm.use_logprobs,
+                            max_doc_chars=settings.max_doc_chars,
+                            policy=llm.policy(),
+                            sample=sample,
+                            temperature=llm.sample_temperature if llm.samples_per_model > 1 else 0.0,
+                            progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),
+                        )
+                    )
+                calls += client.calls_made
+        votes = pd.DataFrame([row for rows in members for row in rows], columns=LABEL_COLUMNS)
+        if len(members) > 1:
+            rows = combine_votes(members, "ensemble:" + "+".join(sorted(votes["labeler_id"].unique())))
+        else:
+            rows = members[0]
+        replace_table(conn, "teacher_label_votes", votes)
+    frame = pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "votes", "agreement"])
     status = frame["status"].value_counts().to_dict()
     return write_asset_table(
         duckdb,
         "teacher_labels",
         frame,
         started,
-        llm_calls=dg.MetadataValue.int(client.calls_made),
+        llm_calls=dg.MetadataValue.int(calls),
+        teachers=dg.MetadataValue.json(sorted(votes["labeler_id"].unique())),
         status_counts=dg.MetadataValue.json(status),
         parse_failure_rate=dg.MetadataValue.float(round(status.get("unparsed", 0) / max(len(frame), 1), 4)),
+        mean_vote_agreement=dg.MetadataValue.float(round(float(frame["agreement"].mean()), 4))
+        if len(members) > 1
+        else dg.MetadataValue.float(1.0),
         grade_distribution=dg.MetadataValue.json(
             frame.loc[frame.status == "ok", "grade"].astype(int).value_counts().sort_index().to_dict()
         ),

@@ -5,27 +5,42 @@ import os
 import dagster as dg
 
 from relabel.llm_client import LLMClient
+from relabel.llm_runner import CallPolicy
 
 DEFAULT_LLM_MODEL = "relabel-local/qwen2.5-coder-1.5b"
 DEFAULT_QUERY_MODEL = "relabel-local/qwen2.5-coder-0.5b"
 
 
+def _number(name: str, cast: type = float) -> float | int | None:
+    value = os.environ.get(name)
+    return cast(value) if value else None
+
+
 class LLMGateway(dg.ConfigurableResource):
     """Any litellm model string (``gpt-4o``, ``azure/<deployment>``, ``openai/<name>`` + ``api_base`` for
     vLLM, ``ollama/<name>``); ``relabel-local/<alias or .gguf path>`` runs the embedded llama.cpp model.
-    API keys come from the provider's usual environment variables and are never stored."""
+    API keys come from the provider's usual environment variables and are never stored or logged."""
 
     model: str = DEFAULT_LLM_MODEL
     query_model: str | None = None
     api_base: str | None = None
     timeout_s: float = 300.0
-    num_retries: int = 2
     use_logprobs: bool = True
     mock_response: str | None = None
+    max_concurrency: int = 1
+    max_attempts: int = 4
+    backoff_initial_s: float = 1.0
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    budget_usd: float | None = None
+    hourly_rate_usd: float = 0.10
+    ensemble_models: list[str] = []
+    samples_per_model: int = 1
+    sample_temperature: float = 0.7
 
     @classmethod
     def from_env(cls) -> "LLMGateway":
-        """Settings from ``RELABEL_LLM_MODEL``, ``RELABEL_QUERY_LLM_MODEL`` and ``RELABEL_LLM_API_BASE``.
+        """Settings from ``RELABEL_LLM_*`` environment variables (see README).
 
         With nothing set, the embedded defaults split the work: the 1.5B model grades (the only small
         model with a usable signal) and the faster 0.5B writes queries. Setting ``RELABEL_LLM_MODEL``
@@ -36,9 +51,33 @@ class LLMGateway(dg.ConfigurableResource):
             model=model or DEFAULT_LLM_MODEL,
             query_model=query_model,
             api_base=os.environ.get("RELABEL_LLM_API_BASE") or None,
+            max_concurrency=_number("RELABEL_LLM_MAX_CONCURRENCY", int) or 1,
+            requests_per_minute=_number("RELABEL_LLM_RPM", int),
+            tokens_per_minute=_number("RELABEL_LLM_TPM", int),
+            budget_usd=_number("RELABEL_LLM_BUDGET_USD"),
+            hourly_rate_usd=_number("RELABEL_HOURLY_RATE_USD") or 0.10,
+            ensemble_models=[m for m in os.environ.get("RELABEL_LLM_ENSEMBLE", "").split(",") if m.strip()],
+            samples_per_model=_number("RELABEL_LLM_SAMPLES", int) or 1,
         )
 
-    def client(self, role: str = "teacher") -> LLMClient:
+    def client(self, role: str = "teacher", model: str | None = None) -> LLMClient:
         """A plain client (no Dagster) for the pure functions; ``role="queries"`` gives the query writer."""
-        model = self.query_model if role == "queries" and self.query_model else self.model
-        return LLMClient(model, self.api_base, self.timeout_s, self.num_retries, self.mock_response)
+        model = model or (self.query_model if role == "queries" and self.query_model else self.model)
+        return LLMClient(
+            model, self.api_base, self.timeout_s, mock_response=self.mock_response, hourly_rate_usd=self.hourly_rate_usd
+        )
+
+    def teacher_models(self) -> list[str]:
+        """The teacher model, then any ensemble members."""
+        return [self.model, *[m for m in self.ensemble_models if m != self.model]]
+
+    def policy(self) -> CallPolicy:
+        """Retries, concurrency, rate limits and budget for a batch of calls."""
+        return CallPolicy(
+            max_concurrency=self.max_concurrency,
+            max_attempts=self.max_attempts,
+            backoff_initial_s=self.backoff_initial_s,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            budget_usd=self.budget_usd,
+        )

@@ -23,9 +23,13 @@ class PipelineSettings(dg.ConfigurableResource):
     random_negatives: int = 1
     max_doc_chars: int = 500
     seed: int = 13
+    teacher_runs: list[str] = []
     student_base_model: str = ""
     student_epochs: int = 3
     student_max_length: int = 256
+    # USD per machine-hour for local models and the student in the cost table (an assumption, stated in the
+    # report): 0.10 is roughly a 2-core CPU VM. Read from RELABEL_HOURLY_RATE_USD when the module is imported.
+    hourly_rate_usd: float = float(os.environ.get("RELABEL_HOURLY_RATE_USD", "0.10"))
 
     @classmethod
     def from_env(cls) -> "PipelineSettings":
@@ -41,6 +45,7 @@ class PipelineSettings(dg.ConfigurableResource):
             bm25_negatives=int(env("RELABEL_BM25_NEGATIVES", "2")),
             random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
             max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
+            teacher_runs=[p for p in env("RELABEL_TEACHER_RUNS", "").split(",") if p.strip()],
             student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
         )
 

@@ -1,6 +1,9 @@
 """A deterministic litellm custom provider for tests: ``scripted/<behaviour>`` models.
 
-- query prompts get JSON queries built from the document title;
+- query prompts get JSON queries (one key per requested kind) built from the document title;
+  ``scripted/collapsed`` answers the same generic query for every document and kind, ``scripted/noisy``
+  one query per filter (too short, title copy, German, verbatim span, a good one and its near-duplicate),
+  ``scripted/prose`` plain text instead of JSON;
 - grading prompts get a digit from word overlap between query and document (``scripted/overlap``),
   a fixed garbage answer (``scripted/garbage``) or an exception (``scripted/broken``).
 """
@@ -15,8 +18,11 @@ import litellm
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import ModelResponse
 
+from relabel.query_synthesis import kind_keys
+
 PROVIDER = "scripted"
 calls: list[str] = []
+COLLAPSED = ["company policy document", "the company policy documents", "company documents policy"]
 
 
 def _field(text: str, name: str) -> str:
@@ -29,9 +35,26 @@ def answer(model: str, user: str) -> str:
     if model == "broken":
         raise CustomLLMError(status_code=503, message="scripted outage")
     if "search queries for this document" in user:
+        keys = kind_keys([kind.strip() for kind in _field(user, "Kinds").split(",") if kind.strip()])
+        if model == "prose":
+            return "Here are some queries: vpn setup, vpn help"
+        if model == "collapsed":
+            return json.dumps({key: COLLAPSED[i % len(COLLAPSED)] for i, key in enumerate(keys)})
         title = _field(user, "Title").lower()
         words = title.split()
-        return json.dumps({"queries": [f"{' '.join(words[:3])} help", f"where is the {words[-1]} info"]})
+        if model == "noisy":
+            body = user.split("<document>", 1)[-1].split("\n\n", 1)[-1]
+            noisy = [
+                "ok",
+                title,
+                "wie ist der urlaub für neue mitarbeiter geregelt",
+                " ".join(body.split()[:9]),
+                f"{words[0]} guide for new starters",
+                f"new starters guide {words[0]}",
+            ]
+            return json.dumps(dict(zip(keys, noisy, strict=False)))
+        queries = [f"{' '.join(words[:3])} help", f"where is the {words[-1]} info"]
+        return json.dumps(dict(zip(keys, queries, strict=False)))
     if model == "garbage":
         return "I think this is quite relevant!"
     query = set(re.findall(r"\w{3,}", _field(user, "Query").lower()))

@@ -80,30 +80,3 @@ def test_every_pair_yields_a_row_with_its_status(model: str, status: str, error:
         assert rows[0]["grade"] is None and error in rows[0]["error"]
     cached = conn.execute("select count(*) from llm_cache").fetchall()[0][0]
     assert cached == (0 if status == "failed" else 1), "failed calls are not cached, so a re-run retries them"
-
-
-@pytest.mark.parametrize(
-    ("query", "reason"),
-    [
-        ("vp", "too_short"),
-        ("word " * 17, "too_long"),
-        ("VPN setup on Windows", "copies_title"),
-        ("vpn client: install the globalprotect vpn client from the portal and", "verbatim_span"),
-        ("globalprotect install guide", None),
-    ],
-)
-def test_query_filters_give_reasons(query: str, reason: str | None) -> None:
-    from relabel.query_synthesis import reject_reason
-
-    text = "Install the GlobalProtect VPN client from the portal and sign in with Okta."
-    assert reject_reason(query, "VPN setup on Windows", text, set()) == reason
-    assert reject_reason("globalprotect install guide", "t", text, {"globalprotect install guide"}) == "duplicate"
-
-
-def test_query_answers_parse_strictly() -> None:
-    from relabel.query_synthesis import parse_queries
-
-    assert parse_queries('```json\n{"queries": ["a b", "c d"]}\n```') == ["a b", "c d"]
-    for bad in ('{"queries": "a"}', "queries: a, b", '{"q": []}', '{"queries": [1]}'):
-        with pytest.raises(ValueError):
-            parse_queries(bad)

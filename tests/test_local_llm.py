@@ -29,7 +29,8 @@ def test_unknown_local_model_is_a_clear_error() -> None:
 def test_grading_reads_grade_token_probabilities_and_caches() -> None:
     conn = duckdb.connect()
     client = LLMClient(MODEL)
-    pairs = [{**DOC, "pair_source": "pool", "qid": "q1", "query_text": q} for q in ("vpn setup", "parental leave")]
+    pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
+             for i, q in enumerate(("vpn setup", "parental leave"))]
     rows = label_pairs(conn, client, pairs, use_logprobs=True)
     assert client.calls_made == 2 and len(rows) == 2
     for row in rows:
@@ -48,3 +49,42 @@ def test_query_synthesis_gets_valid_json_from_the_local_model() -> None:
     assert accepted or rejects
     assert not [r for r in rejects if r["reason"].startswith("no_queries")], rejects
     assert all(r["reason"] for r in rejects)
+
+
+def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    relabel = Path(sys.executable).with_name("relabel")
+    server = subprocess.Popen([str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
+                 for i, q in enumerate(("vpn setup", "parental leave", "okta sign in"))]
+        served = label_pairs(duckdb.connect(), LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1"),
+                             pairs, use_logprobs=True)
+        local = label_pairs(duckdb.connect(), LLMClient(MODEL), pairs, use_logprobs=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [r["status"] for r in served] == [r["status"] for r in local]
+    assert [r["grade"] for r in served] == [r["grade"] for r in local]
+    for a, b in zip(served, local, strict=True):
+        if a["expected_grade"] is not None:
+            assert a["expected_grade"] == pytest.approx(b["expected_grade"], abs=1e-3)

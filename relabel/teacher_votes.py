@@ -1,0 +1,126 @@
+"""Several teachers per pair: recorded judgments imported as a teacher, and ensembles combined by vote."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relabel.benchmarks import JudgmentError
+
+
+def read_recorded_labels(path: Path) -> dict[tuple[str, str], int]:
+    """A TREC qrels-format labeling (``qid 0|Q0 docid grade`` per line) as {(qid, docid): grade}."""
+    labels: dict[tuple[str, str], int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise JudgmentError(f"{path}:{number}: expected 'qid 0 docid grade', got {len(parts)} fields")
+        try:
+            grade = int(float(parts[3]))
+        except ValueError as error:
+            raise JudgmentError(f"{path}:{number}: grade {parts[3]!r} is not a number") from error
+        if not 0 <= grade <= 3:
+            raise JudgmentError(f"{path}:{number}: grade {grade} is outside 0-3")
+        labels[(parts[0], parts[2])] = grade
+    return labels
+
+
+def recorded_teacher_rows(pairs: Sequence[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """Label rows from a recorded labeling (labeler id = file name); pairs it lacks are ``failed``."""
+    labels = read_recorded_labels(path)
+    labeler_id = f"recorded:{path.stem}"
+    rows = []
+    for pair in pairs:
+        grade = labels.get((pair["qid"], pair["doc_id"]))
+        rows.append(
+            {
+                "pair_source": pair["pair_source"],
+                "qid": pair["qid"],
+                "doc_id": pair["doc_id"],
+                "labeler_id": labeler_id,
+                "model": labeler_id,
+                "prompt_id": None,
+                "prompt_version": None,
+                "status": "ok" if grade is not None else "failed",
+                "grade": grade,
+                "expected_grade": float(grade) if grade is not None else None,
+                "p0": None,
+                "p1": None,
+                "p2": None,
+                "p3": None,
+                "raw_answer": None,
+                "error": None if grade is not None else f"pair not in recorded labeling {path.name}",
+                "from_cache": False,
+                "latency_s": None,
+            }
+        )
+    return rows
+
+
+def combine_votes(members: Sequence[Sequence[dict[str, Any]]], labeler_id: str) -> list[dict[str, Any]]:
+    """One row per pair from several members' rows: majority grade (ties go to the grade nearest the mean),
+    mean expected grade, mean grade probabilities, and ``agreement`` = share of voting members with the
+    majority grade. A pair no member graded is ``failed`` with every member's reason."""
+    by_pair: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for rows in members:
+        for row in rows:
+            by_pair.setdefault((row["pair_source"], row["qid"], row["doc_id"]), []).append(row)
+    combined = []
+    for (source, qid, doc_id), votes in by_pair.items():
+        ok = [v for v in votes if v["status"] == "ok"]
+        base = {
+            "pair_source": source,
+            "qid": qid,
+            "doc_id": doc_id,
+            "labeler_id": labeler_id,
+            "model": ",".join(sorted({v["model"] for v in votes})),
+            "prompt_id": votes[0]["prompt_id"],
+            "prompt_version": votes[0]["prompt_version"],
+            "raw_answer": None,
+            "from_cache": False,
+            "latency_s": float(sum(v["latency_s"] or 0.0 for v in votes)),
+            "votes": len(ok),
+        }
+        if not ok:
+            combined.append(
+                {
+                    **base,
+                    "status": "failed",
+                    "grade": None,
+                    "expected_grade": None,
+                    "agreement": None,
+                    "p0": None,
+                    "p1": None,
+                    "p2": None,
+                    "p3": None,
+                    "error": "; ".join(sorted({str(v["error"]) for v in votes})),
+                }
+            )
+            continue
+        mean = float(np.mean([v["expected_grade"] for v in ok]))
+        counts = Counter(int(v["grade"]) for v in ok)
+        top = max(counts.values())
+        grade = min((g for g, c in counts.items() if c == top), key=lambda g: (abs(g - mean), g))
+        probs = [[v[f"p{g}"] for g in range(4)] for v in ok if v["p0"] is not None]
+        mean_probs = np.mean(probs, axis=0).tolist() if probs else [None] * 4
+        combined.append(
+            {
+                **base,
+                "status": "ok",
+                "grade": grade,
+                "expected_grade": mean,
+                "agreement": top / len(ok),
+                "p0": mean_probs[0],
+                "p1": mean_probs[1],
+                "p2": mean_probs[2],
+                "p3": mean_probs[3],
+                "error": None,
+            }
+        )
+    return combined
