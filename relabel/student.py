@@ -65,6 +65,12 @@ def apply_thresholds(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndar
     return np.searchsorted(np.asarray(thresholds), scores, side="left").astype(int)
 
 
+def encode(tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int) -> Any:
+    """A dynamically padded batch of (query, document) pairs."""
+    return tokenizer([queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation=True,
+                     max_length=max_length, return_tensors="pt")
+
+
 class CrossEncoderLabeler:
     """A loaded student: ``predict`` gives expected grades (0-3) and discrete grades."""
 
@@ -89,14 +95,7 @@ class CrossEncoderLabeler:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                batch = self.tokenizer(
-                    [queries[i] for i in idx],
-                    [docs[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
+                batch = encode(self.tokenizer, queries, docs, idx, self.max_length)
                 logits = self.model(**batch).logits.squeeze(-1)
                 out[idx] = (3.0 * torch.sigmoid(logits)).double().numpy()
         return out
@@ -142,14 +141,7 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         losses = []
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            batch = tokenizer(
-                [queries[i] for i in idx],
-                [docs[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=config.max_length,
-                return_tensors="pt",
-            )
+            batch = encode(tokenizer, queries, docs, idx, config.max_length)
             predicted = torch.sigmoid(model(**batch).logits.squeeze(-1))
             loss = torch.nn.functional.mse_loss(predicted, targets[idx])
             optimizer.zero_grad()

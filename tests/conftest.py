@@ -17,6 +17,10 @@ from resources.model_store import ModelStore  # noqa: E402
 from resources.settings import PipelineSettings  # noqa: E402
 from tests import scripted_llm  # noqa: E402
 
+ASSET_NAMES = {
+    "seed_corpus", "synthetic_queries", "bm25_index", "candidate_pools", "teacher_labels", "training_set",
+    "student_checkpoint", "student_labels", "human_benchmark", "agreement_report",
+}
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BENCHMARKS = SHARED / "benchmarks"
 

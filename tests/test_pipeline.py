@@ -9,19 +9,9 @@ from dagster import materialize
 from relabel_assets.checks import table_checks
 from relabel_assets.definitions import ALL_ASSETS
 from tests import scripted_llm
+from tests.conftest import ASSET_NAMES
 
-TABLE_ASSETS = [
-    "seed_corpus",
-    "synthetic_queries",
-    "bm25_index",
-    "candidate_pools",
-    "teacher_labels",
-    "training_set",
-    "student_checkpoint",
-    "student_labels",
-    "human_benchmark",
-    "agreement_report",
-]
+TABLE_ASSETS = sorted(ASSET_NAMES)
 
 
 @pytest.mark.integration

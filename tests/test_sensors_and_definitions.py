@@ -9,20 +9,9 @@ import resources
 import sensors
 from relabel_assets.definitions import build_definitions
 from sensors.inbox import build_inbox_sensor
+from tests.conftest import ASSET_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
-ASSET_NAMES = {
-    "seed_corpus",
-    "synthetic_queries",
-    "bm25_index",
-    "candidate_pools",
-    "teacher_labels",
-    "training_set",
-    "student_checkpoint",
-    "student_labels",
-    "human_benchmark",
-    "agreement_report",
-}
 
 
 @pytest.mark.unit
