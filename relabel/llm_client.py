@@ -52,7 +52,6 @@ class LLMClient:
     model: str
     api_base: str | None = None
     timeout_s: float = 300.0
-    num_retries: int = 0
     mock_response: str | None = None
     hourly_rate_usd: float = 0.10
     calls_made: int = field(default=0, init=False)
@@ -91,7 +90,7 @@ class LLMClient:
             model=self.model,
             messages=messages,
             timeout=self.timeout_s,
-            num_retries=self.num_retries,
+            num_retries=0,  # retries belong to llm_runner's CallPolicy
             drop_params=True,
             **kwargs,
         )

@@ -134,7 +134,3 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
         report_json=dg.MetadataValue.path(str(paths["json"])),
     )
 
-
-def latest_report(duckdb: DuckDBResource) -> pd.DataFrame:
-    """The stored agreement table."""
-    return read_sql(duckdb, "select * from agreement_report")

@@ -72,7 +72,7 @@ def test_prompt_version_follows_content() -> None:
 def test_every_pair_yields_a_row_with_its_status(model: str, status: str, error: str | None) -> None:
     scripted_llm.register()
     conn = duckdb.connect()
-    rows = label_pairs(conn, LLMClient(model, num_retries=0), [PAIR], use_logprobs=False)
+    rows = label_pairs(conn, LLMClient(model), [PAIR], use_logprobs=False)
     assert len(rows) == 1 and rows[0]["status"] == status
     if status == "ok":
         assert rows[0]["grade"] == 3  # "vpn", "setup", "windows" all occur in the document

@@ -120,7 +120,7 @@ def test_every_reject_has_a_reason(tiny_corpus: Path) -> None:
     scripted_llm.register()
     conn = duckdb.connect()
     docs = _tiny_docs(tiny_corpus)
-    accepted, rejects = synthesize_queries(conn, LLMClient("scripted/noisy", num_retries=0), docs, queries_per_doc=5)
+    accepted, rejects = synthesize_queries(conn, LLMClient("scripted/noisy"), docs, queries_per_doc=5)
     assert rejects and all(r["reason"] for r in rejects)
     by_reason = {r["reason"] for r in rejects}
     expected = {"too_short", "copies_title", "wrong_language", "verbatim_span", "near_duplicate", "duplicate"}
@@ -135,7 +135,7 @@ def test_every_reject_has_a_reason(tiny_corpus: Path) -> None:
 
 def test_failed_answers_are_rejects_with_the_error(tiny_corpus: Path) -> None:
     scripted_llm.register()
-    client = LLMClient("scripted/prose", num_retries=0)
+    client = LLMClient("scripted/prose")
     accepted, rejects = synthesize_queries(duckdb.connect(), client, _tiny_docs(tiny_corpus)[:2], queries_per_doc=1)
     assert accepted == [] and [r["reason"] for r in rejects] == ["no_queries", "no_queries"]
     assert rejects[0]["detail"].startswith("ValueError: answer is not JSON")
