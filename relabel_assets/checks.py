@@ -107,3 +107,63 @@ def table_checks() -> list[dg.AssetChecksDefinition]:
             description="at least half of the queries rank their seed document in the BM25 top 100",
         ),
     ]
+
+
+def incremental_checks() -> list[dg.AssetChecksDefinition]:
+    """Checks of the incremental (inbox batch) tables."""
+    unique, between = quality.expect_unique_key, quality.expect_values_between
+    return [
+        table_check(
+            "inbox_documents",
+            "one_current_version_per_document",
+            lambda f: unique(f, ["doc_id"]),
+            sql="select doc_id from document_versions where retired_at is null",
+        ),
+        table_check(
+            "inbox_bm25_index",
+            "index_registered",
+            lambda f: quality.expect_non_empty_text(f, "sha256"),
+            sql="select sha256 from inbox_bm25_index",
+        ),
+        table_check(
+            "inbox_queries",
+            "non_empty_query",
+            lambda f: quality.expect_non_empty_text(f, "query_text"),
+            sql="select query_text from label_queries",
+        ),
+        table_check(
+            "inbox_candidate_pairs",
+            "pairs_reference_known_versions",
+            lambda f: between(f, "unknown", 0, 0),
+            sql="select count(*) filter (where d.doc_id is null) as unknown from label_pairs p left join "
+            "document_versions d on d.doc_id = p.doc_id and d.content_hash = p.content_hash",
+            description="every pair in label_pairs points at a stored document version",
+        ),
+        table_check(
+            "inbox_teacher_labels",
+            "grades_in_range",
+            lambda f: between(f, "grade", 0, 3, ignore_null=True),
+            sql="select grade from inbox_teacher_labels",
+        ),
+        table_check(
+            "relevance_labels",
+            "one_current_label_per_pair",
+            lambda f: unique(f, ["qid", "doc_id", "content_hash"]),
+            sql="select qid, doc_id, content_hash from relevance_labels where retired_at is null",
+            description="every (query, document version) has at most one current label",
+        ),
+        table_check(
+            "relevance_labels",
+            "grades_in_range",
+            lambda f: between(f, "grade", 0, 3),
+            sql="select grade from relevance_labels",
+        ),
+        table_check(
+            "relevance_labels",
+            "no_current_label_on_a_retired_version",
+            lambda f: between(f, "n", 0, 0),
+            sql="select count(*) as n from relevance_labels r join document_versions d on d.doc_id = r.doc_id and "
+            "d.content_hash = r.content_hash where r.retired_at is null and d.retired_at is not null",
+            description="labels of superseded or deleted document versions are retired",
+        ),
+    ]

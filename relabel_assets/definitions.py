@@ -9,12 +9,15 @@ from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from relabel import paths  # noqa: E402
 from relabel_assets import corpus, evaluation, queries, retrieval, student, teacher  # noqa: E402
-from relabel_assets.checks import table_checks  # noqa: E402
+from relabel_assets.checks import incremental_checks, table_checks  # noqa: E402
+from relabel_assets.incremental import GROUP as INCREMENTAL_GROUP  # noqa: E402
+from relabel_assets.incremental import INCREMENTAL_ASSETS, inbox_batches  # noqa: E402
 from relabel_assets.sql_models import sql_assets  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
 from resources.model_store import ModelStore  # noqa: E402
 from resources.settings import PipelineSettings  # noqa: E402
 from sensors.inbox import build_inbox_sensor  # noqa: E402
+from sensors.retrain import build_retrain_sensor  # noqa: E402
 
 ALL_ASSETS = [
     corpus.seed_corpus,
@@ -31,8 +34,22 @@ ALL_ASSETS = [
 
 relabel_job = dg.define_asset_job(
     "relabel_job",
-    selection=dg.AssetSelection.all(),
-    description="Every asset and check, from seed documents to the agreement report.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(INCREMENTAL_GROUP),
+    description="Every asset and check of the full pipeline, from seed documents to the agreement report.",
+)
+
+incremental_relabel_job = dg.define_asset_job(
+    "incremental_relabel_job",
+    selection=dg.AssetSelection.groups(INCREMENTAL_GROUP),
+    partitions_def=inbox_batches,
+    description="One inbox batch: new document versions, BM25 update, queries, new pairs, teacher sample, "
+    "student labels, relevance_labels.",
+)
+
+student_retrain_job = dg.define_asset_job(
+    "student_retrain_job",
+    selection=dg.AssetSelection.assets("training_set", "student_checkpoint"),
+    description="Retrain the student on the training set (full-pipeline and inbox teacher labels).",
 )
 
 
@@ -49,10 +66,10 @@ def default_resources() -> dict[str, object]:
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     """Definitions with the given resources (tests pass their own)."""
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=table_checks(),
-        jobs=[relabel_job],
-        sensors=[build_inbox_sensor(relabel_job.name)],
+        assets=[*ALL_ASSETS, *INCREMENTAL_ASSETS],
+        asset_checks=[*table_checks(), *incremental_checks()],
+        jobs=[relabel_job, incremental_relabel_job, student_retrain_job],
+        sensors=[build_inbox_sensor(incremental_relabel_job.name), build_retrain_sensor(student_retrain_job.name)],
         resources=resources or default_resources(),
     )
 

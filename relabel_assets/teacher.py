@@ -8,6 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.grading import label_pairs
+from relabel.incremental import TABLES_DDL
 from relabel.teacher_votes import combine_votes, recorded_teacher_rows
 from relabel.warehouse import replace_table
 from relabel_assets.common import WRITER_POOL, write_asset_table
@@ -87,6 +88,8 @@ def teacher_labels(
         else:
             rows = members[0]
         replace_table(conn, "teacher_label_votes", votes)
+        # training_set also reads the teacher's labels of inbox batches: make sure that table exists
+        conn.execute(TABLES_DDL["inbox_teacher_labels"])
     frame = pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "votes", "agreement"])
     status = frame["status"].value_counts().to_dict()
     return write_asset_table(

@@ -27,6 +27,14 @@ class PipelineSettings(dg.ConfigurableResource):
     student_base_model: str = ""
     student_epochs: int = 3
     student_max_length: int = 256
+    # incremental relabeling (inbox batches)
+    staging_table: str = "inbox_staging"
+    incremental_top_k: int = 5
+    teacher_sample_rate: float = 0.2
+    bm25_update: str = "incremental"
+    retrain_min_teacher_labels: int = 50
+    retrain_min_agreement: float = 0.4
+    retrain_min_compared_pairs: int = 20
     # USD per machine-hour for local models and the student in the cost table (an assumption, stated in the
     # report): 0.10 is roughly a 2-core CPU VM. Read from RELABEL_HOURLY_RATE_USD when the module is imported.
     hourly_rate_usd: float = float(os.environ.get("RELABEL_HOURLY_RATE_USD", "0.10"))
@@ -47,6 +55,13 @@ class PipelineSettings(dg.ConfigurableResource):
             max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
             teacher_runs=[p for p in env("RELABEL_TEACHER_RUNS", "").split(",") if p.strip()],
             student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
+            staging_table=env("RELABEL_STAGING_TABLE", "inbox_staging"),
+            incremental_top_k=int(env("RELABEL_INCREMENTAL_TOP_K", "5")),
+            teacher_sample_rate=float(env("RELABEL_TEACHER_SAMPLE_RATE", "0.2")),
+            bm25_update=env("RELABEL_BM25_UPDATE", "incremental"),
+            retrain_min_teacher_labels=int(env("RELABEL_RETRAIN_MIN_TEACHER_LABELS", "50")),
+            retrain_min_agreement=float(env("RELABEL_RETRAIN_MIN_AGREEMENT", "0.4")),
+            retrain_min_compared_pairs=int(env("RELABEL_RETRAIN_MIN_COMPARED_PAIRS", "20")),
         )
 
     def corpus_path(self) -> Path:
@@ -56,6 +71,10 @@ class PipelineSettings(dg.ConfigurableResource):
     def inbox_path(self) -> Path:
         """Folder the inbox sensor watches; its files join the corpus."""
         return Path(self.inbox_dir) if self.inbox_dir else Path(self.data_dir) / "inbox"
+
+    def batches_path(self) -> Path:
+        """Where the inbox sensor snapshots each batch (manifest and file copies)."""
+        return Path(self.data_dir) / "inbox_batches"
 
     def base_model_path(self) -> str:
         """Student base weights: the MiniLM-L6 package unless a local HF directory is configured."""

@@ -1,55 +1,76 @@
-"""inbox_sensor: new or changed files in the inbox directory request a relabeling run."""
+"""inbox_sensor: new, changed or deleted inbox files (and staging-table rows) become one batch, registered as
+a dynamic partition of ``inbox_batches``, with one run of the incremental relabeling job for it."""
 
-import hashlib
-import json
+import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
 
-from relabel import paths
-from relabel.documents import SUPPORTED_SUFFIXES
+from relabel import incremental as inc
+from relabel_assets.incremental import inbox_batches
+from resources.settings import PipelineSettings
 
-
-def inbox_signatures(inbox: Path) -> dict[str, str]:
-    """``relative path -> size:mtime_ns`` of every candidate document in the inbox."""
-    if not inbox.exists():
-        return {}
-    return {
-        p.relative_to(inbox).as_posix(): f"{p.stat().st_size}:{p.stat().st_mtime_ns}"
-        for p in sorted(inbox.rglob("*"))
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
-    }
+SENSOR_INTERVAL_S = int(os.environ.get("RELABEL_SENSOR_INTERVAL_S", "15"))
 
 
-def changed_files(current: dict[str, str], cursor: str | None) -> list[str]:
-    """Files that are new or whose signature differs from the cursor's."""
-    seen = json.loads(cursor) if cursor else {}
-    return sorted(name for name, signature in current.items() if seen.get(name) != signature)
+def read_staging(database: str, table: str) -> dict[str, str] | None:
+    """``doc id -> text`` of the staging table (columns ``name``, ``body``), or ``None`` when it cannot be
+    read now (no database or table yet, or a run holds the write lock): the staging state is then left as
+    it was, so nothing is mistaken for a deletion."""
+    if not Path(database).exists():
+        return None
+    try:
+        with duckdb.connect(database, read_only=True) as conn:
+            rows = conn.execute(f'select name, body from "{table}" where body is not null').fetchall()
+    except duckdb.Error:
+        return None
+    return {inc.staging_doc_id(str(name)): str(body) for name, body in rows}
 
 
-def build_inbox_sensor(job: dg.JobDefinition | str, inbox: Path | None = None) -> dg.SensorDefinition:
-    """A sensor over ``inbox`` (default: ``RELABEL_INBOX_DIR`` or ``<data dir>/inbox``) targeting ``job``."""
+def build_inbox_sensor(job_name: str, inbox: Path | None = None) -> dg.SensorDefinition:
+    """A sensor over ``inbox`` (default: the settings' inbox folder) requesting ``job_name`` per batch."""
 
     @dg.sensor(
-        job_name=job if isinstance(job, str) else job.name,
-        minimum_interval_seconds=15,
+        job_name=job_name,
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        """Watch the inbox; new or changed files become one batch and one run of the labeling job."""
-        folder = inbox or paths.inbox_dir()
-        current = inbox_signatures(folder)
-        batch = changed_files(current, context.cursor)
-        if not batch:
-            return dg.SkipReason(f"no new or changed files in {folder}")
-        batch_id = hashlib.sha256(json.dumps({n: current[n] for n in batch}).encode()).hexdigest()[:12]
+    def inbox_sensor(
+        context: dg.SensorEvaluationContext, settings: PipelineSettings, duckdb: DuckDBResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Watch the inbox folder and the staging table; each set of new, changed or deleted documents is
+        snapshotted as one batch (a dynamic partition) and relabeled incrementally."""
+        cursor = inc.InboxCursor.parse(context.cursor)
+        folder = inbox or settings.inbox_path()
+        files = inc.scan_inbox(folder, cursor.files)
+        staged = read_staging(duckdb.database, settings.staging_table)
+        staging = cursor.staging if staged is None else {d: inc.text_sha256(t) for d, t in staged.items()}
+        file_hashes = {d: s.sha256 for d, s in files.items()}
+        changes = inc.diff_hashes(file_hashes, {d: s.sha256 for d, s in cursor.files.items()}) + inc.diff_hashes(
+            staging, cursor.staging
+        )
+        if not changes:
+            return dg.SkipReason(f"no new, changed or deleted documents in {folder} or {settings.staging_table}")
+        sequence = cursor.sequence + 1
+        hashes = {**file_hashes, **staging}
+        batch_id = inc.make_batch_id(sequence, changes, hashes)
+        sources: dict[str, Path | str] = {d: folder / d.removeprefix(inc.INBOX_PREFIX) for d in files}
+        sources.update(staged or {})
+        inc.snapshot_batch(settings.batches_path(), batch_id, sequence, changes, hashes, sources)
+        counts = {"new": len(changes.added), "changed": len(changes.changed), "deleted": len(changes.deleted)}
+        context.log.info(f"batch {batch_id}: {counts}")
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=f"inbox-{batch_id}", tags={"relabel/batch": batch_id, "relabel/files": str(len(batch))}
+                    run_key=batch_id,
+                    partition_key=batch_id,
+                    tags={f"relabel/{k}": str(v) for k, v in counts.items()},
                 )
             ],
-            cursor=json.dumps(current),
+            dynamic_partitions_requests=[inbox_batches.build_add_request([batch_id])],
+            cursor=inc.InboxCursor(sequence, files, staging).dump(),
         )
 
     return inbox_sensor

@@ -1,0 +1,503 @@
+"""Incremental relabeling without Dagster: inbox snapshots and batch manifests, document versions by content
+hash (tombstones for deleted files), which (query, document version) pairs are new, which of them the
+teacher samples, how new labels merge into ``relevance_labels`` (retire, never delete) and when the
+student is stale.
+
+A batch is a folder ``<data dir>/inbox_batches/<batch id>/`` holding ``manifest.json`` and a copy of every
+new or changed file (staging-table rows are written there as files too), so a run ingests exactly what the
+sensor saw, and the raw bytes of every ingested version stay on disk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from relabel.documents import SUPPORTED_SUFFIXES
+from relabel.paths import file_sha256
+from relabel.retrieval import BM25Index, passage_texts, tokenize
+
+MANIFEST_FILE = "manifest.json"
+FILES_DIR = "files"
+INBOX_PREFIX = "inbox/"
+STAGING_PREFIX = "staging/"
+
+TABLES_DDL = {
+    "inbox_batches": """
+        create table if not exists inbox_batches (
+            batch_id varchar primary key, sequence integer, created_at timestamp, ingested_at timestamp,
+            new_documents integer, changed_documents integer, deleted_documents integer,
+            unchanged_documents integer, quarantined_documents integer)""",
+    "inbox_quarantine": """
+        create table if not exists inbox_quarantine (
+            batch_id varchar, doc_id varchar, content_hash varchar, reason varchar, seen_at timestamp)""",
+    "document_versions": """
+        create table if not exists document_versions (
+            doc_id varchar, version integer, content_hash varchar, batch_id varchar, change varchar,
+            is_tombstone boolean, title varchar, author varchar, path varchar, modified varchar, doc_type varchar,
+            format varchar, text varchar, created_at timestamp, retired_at timestamp, retired_by_batch varchar,
+            primary key (doc_id, version))""",
+    "label_queries": """
+        create table if not exists label_queries (
+            qid varchar primary key, doc_id varchar, content_hash varchar, query_type varchar, query_text varchar,
+            model varchar, prompt_version varchar, batch_id varchar, created_at timestamp)""",
+    "inbox_query_rejects": """
+        create table if not exists inbox_query_rejects (
+            batch_id varchar, doc_id varchar, query_type varchar, query_text varchar, reason varchar,
+            detail varchar, model varchar, prompt_version varchar)""",
+    "label_pairs": """
+        create table if not exists label_pairs (
+            qid varchar, doc_id varchar, content_hash varchar, role varchar, bm25_rank integer, bm25_score double,
+            batch_id varchar, created_at timestamp, primary key (qid, doc_id, content_hash))""",
+    "inbox_bm25_index": """
+        create table if not exists inbox_bm25_index (
+            batch_id varchar primary key, index_id varchar, path varchar, sha256 varchar, n_docs integer,
+            n_passages integer, update_mode varchar, tokenized_passages integer, build_seconds double,
+            built_at timestamp)""",
+    "inbox_teacher_labels": """
+        create table if not exists inbox_teacher_labels (
+            qid varchar, doc_id varchar, content_hash varchar, query_text varchar, title varchar, doc_text varchar,
+            labeler_id varchar, model varchar, prompt_id varchar, prompt_version varchar, status varchar,
+            grade integer, expected_grade double, raw_answer varchar, error varchar, batch_id varchar,
+            labeled_at timestamp, primary key (qid, doc_id, content_hash))""",
+    "relevance_labels": """
+        create table if not exists relevance_labels (
+            qid varchar, doc_id varchar, content_hash varchar, labeler_kind varchar, labeler_id varchar,
+            labeler_version varchar, grade integer, expected_grade double, batch_id varchar, labeled_at timestamp,
+            retired_at timestamp, retired_by_batch varchar, retired_reason varchar)""",
+    "student_checkpoint_registry": """
+        create table if not exists student_checkpoint_registry (
+            checkpoint_id varchar primary key, path varchar, sha256 varchar, created_at timestamp,
+            first_used_batch varchar, stale_at timestamp, stale_reason varchar, retrain_requested_by varchar)""",
+}
+
+
+def ensure_tables(conn: Any) -> None:
+    """Create every table of the incremental path that is missing (a DuckDB connection)."""
+    for ddl in TABLES_DDL.values():
+        conn.execute(ddl)
+
+
+# ---------------------------------------------------------------- inbox state, batches and manifests
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the sensor knows of one inbox document: size and mtime (to skip re-hashing) and content hash."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass
+class InboxCursor:
+    """The sensor's cursor: the batch sequence and the state of every inbox file and staging row."""
+
+    sequence: int = 0
+    files: dict[str, SourceState] = field(default_factory=dict)
+    staging: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> InboxCursor:
+        """Read a cursor string; an empty or unknown (older) cursor starts fresh."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        if not isinstance(data, dict) or "sequence" not in data:
+            return cls()
+        files = {name: SourceState(*state) for name, state in data.get("files", {}).items()}
+        return cls(int(data["sequence"]), files, dict(data.get("staging", {})))
+
+    def dump(self) -> str:
+        """The cursor as a compact JSON string."""
+        files = {name: [s.size, s.mtime_ns, s.sha256] for name, s in sorted(self.files.items())}
+        return json.dumps({"sequence": self.sequence, "files": files, "staging": dict(sorted(self.staging.items()))})
+
+
+def scan_inbox(folder: Path, previous: Mapping[str, SourceState]) -> dict[str, SourceState]:
+    """``doc id -> state`` of every supported file under ``folder``; a file whose size and mtime match the
+    previous state keeps its hash without being read again."""
+    if not folder.exists():
+        return {}
+    states: dict[str, SourceState] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        doc_id = INBOX_PREFIX + path.relative_to(folder).as_posix()
+        stat = path.stat()
+        known = previous.get(doc_id)
+        if known is not None and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            states[doc_id] = known
+        else:
+            states[doc_id] = SourceState(stat.st_size, stat.st_mtime_ns, file_sha256(path))
+    return states
+
+
+def staging_doc_id(name: str) -> str:
+    """Doc id of a staging-table row (its ``name`` carries the format's suffix, e.g. ``crm/note-7.md``)."""
+    return STAGING_PREFIX + name.lstrip("/")
+
+
+@dataclass(frozen=True)
+class BatchChanges:
+    """Doc ids that are new, changed (new content hash) or deleted since the previous state."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.deleted)
+
+    def __add__(self, other: BatchChanges) -> BatchChanges:
+        return BatchChanges(
+            tuple(sorted(self.added + other.added)),
+            tuple(sorted(self.changed + other.changed)),
+            tuple(sorted(self.deleted + other.deleted)),
+        )
+
+
+def diff_hashes(current: Mapping[str, str], previous: Mapping[str, str]) -> BatchChanges:
+    """New, changed and deleted doc ids between two ``doc id -> content hash`` maps."""
+    return BatchChanges(
+        tuple(sorted(d for d in current if d not in previous)),
+        tuple(sorted(d for d in current if d in previous and current[d] != previous[d])),
+        tuple(sorted(d for d in previous if d not in current)),
+    )
+
+
+def make_batch_id(sequence: int, changes: BatchChanges, hashes: Mapping[str, str]) -> str:
+    """``b<sequence, 6 digits>-<hash of the changes>``: sorts in arrival order and names its content."""
+    blob = json.dumps(
+        {
+            "added": {d: hashes[d] for d in changes.added},
+            "changed": {d: hashes[d] for d in changes.changed},
+            "deleted": list(changes.deleted),
+        },
+        sort_keys=True,
+    )
+    return f"b{sequence:06d}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class BatchManifest:
+    """What one batch holds: doc id -> content hash for new and changed documents, deleted doc ids."""
+
+    batch_id: str
+    sequence: int
+    created_at: str
+    added: dict[str, str]
+    changed: dict[str, str]
+    deleted: list[str]
+
+    @property
+    def incoming(self) -> dict[str, str]:
+        """New and changed documents with their content hash."""
+        return {**self.added, **self.changed}
+
+    def save(self, folder: Path) -> None:
+        """Write ``manifest.json`` into the batch folder."""
+        (folder / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path) -> BatchManifest:
+        """Read a batch folder's manifest; a missing one is a clear error."""
+        path = folder / MANIFEST_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"batch manifest {path} is missing: was the batch registered by the inbox sensor?")
+        return cls(**json.loads(path.read_text()))
+
+
+def snapshot_batch(
+    batches_dir: Path,
+    batch_id: str,
+    sequence: int,
+    changes: BatchChanges,
+    hashes: Mapping[str, str],
+    sources: Mapping[str, Path | str],
+) -> Path:
+    """Copy the batch's new and changed documents (a file path, or a staging row's text) into
+    ``<batches_dir>/<batch_id>/files/<doc id>`` and write the manifest; returns the batch folder.
+    Idempotent: an existing complete snapshot is kept."""
+    folder = batches_dir / batch_id
+    if (folder / MANIFEST_FILE).exists():
+        return folder
+    staging = batches_dir / f".{batch_id}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for doc_id in (*changes.added, *changes.changed):
+        target = staging / FILES_DIR / doc_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = sources[doc_id]
+        if isinstance(source, Path):
+            shutil.copy2(source, target)
+        else:
+            target.write_text(source, encoding="utf-8")
+    staging.mkdir(parents=True, exist_ok=True)
+    BatchManifest(
+        batch_id,
+        sequence,
+        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        {d: hashes[d] for d in changes.added},
+        {d: hashes[d] for d in changes.changed},
+        list(changes.deleted),
+    ).save(staging)
+    staging.rename(folder)
+    return folder
+
+
+def text_sha256(text: str) -> str:
+    """Content hash of a staging row (the bytes its snapshot file will hold)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- document versions
+
+
+@dataclass(frozen=True)
+class CurrentVersion:
+    """The current version of a document in ``document_versions``."""
+
+    version: int
+    content_hash: str
+    is_tombstone: bool
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    """What ingesting one document of a batch does: ``new``, ``changed``, ``deleted`` (a tombstone),
+    ``unchanged`` (same content as the current version: nothing to do) or ``missing`` (deleted but unknown)."""
+
+    doc_id: str
+    change: str
+    version: int | None
+    previous_version: int | None
+
+
+def plan_versions(
+    current: Mapping[str, CurrentVersion], incoming: Mapping[str, str], deleted: Iterable[str]
+) -> list[VersionChange]:
+    """Version changes for a batch: ``incoming`` maps doc id -> content hash of new or changed files."""
+    plan: list[VersionChange] = []
+    for doc_id, content_hash in sorted(incoming.items()):
+        known = current.get(doc_id)
+        if known is None:
+            plan.append(VersionChange(doc_id, "new", 1, None))
+        elif known.content_hash == content_hash and not known.is_tombstone:
+            plan.append(VersionChange(doc_id, "unchanged", None, known.version))
+        else:
+            # a file that comes back after deletion is a new version of the same document
+            plan.append(VersionChange(doc_id, "changed", known.version + 1, known.version))
+    for doc_id in sorted(set(deleted)):
+        known = current.get(doc_id)
+        if known is None or known.is_tombstone:
+            plan.append(VersionChange(doc_id, "missing", None, None))
+        else:
+            plan.append(VersionChange(doc_id, "deleted", known.version + 1, known.version))
+    return plan
+
+
+# ---------------------------------------------------------------- pairs, sampling, labels
+
+
+PairKey = tuple[str, str, str]  # (qid, doc_id, content_hash)
+
+
+def pair_key(row: Mapping[str, Any]) -> PairKey:
+    """The identity of a label: query, document and the document version's content hash."""
+    return (str(row["qid"]), str(row["doc_id"]), str(row["content_hash"]))
+
+
+def unlabeled_pairs(candidates: Iterable[Mapping[str, Any]], labeled: Iterable[PairKey]) -> list[dict[str, Any]]:
+    """Candidates that have no current label yet, each once (first occurrence wins)."""
+    done = set(labeled)
+    out: list[dict[str, Any]] = []
+    for row in candidates:
+        key = pair_key(row)
+        if key not in done:
+            done.add(key)
+            out.append(dict(row))
+    return out
+
+
+def entering_pairs(
+    results: Sequence[Sequence[tuple[str, float]]],
+    qids: Sequence[str],
+    new_docs: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """(existing query, new document version) pairs whose document is in the query's top-k ``results``
+    (one ranked ``(doc_id, score)`` list per query); ``new_docs`` maps doc id -> content hash."""
+    rows: list[dict[str, Any]] = []
+    for qid, hits in zip(qids, results, strict=True):
+        for rank, (doc_id, score) in enumerate(hits, start=1):
+            if doc_id in new_docs:
+                rows.append(
+                    {
+                        "qid": qid,
+                        "doc_id": doc_id,
+                        "content_hash": new_docs[doc_id],
+                        "role": "entered_top_k",
+                        "bm25_rank": rank,
+                        "bm25_score": score,
+                    }
+                )
+    return rows
+
+
+def sample_size(n_pairs: int, rate: float) -> int:
+    """How many of ``n_pairs`` new pairs the teacher grades: ``ceil(rate * n)``, within [0, n]."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"teacher sample rate must be within [0, 1], got {rate}")
+    return min(n_pairs, math.ceil(rate * n_pairs - 1e-9))
+
+
+def teacher_sample(pairs: Sequence[Mapping[str, Any]], rate: float, seed: int) -> list[dict[str, Any]]:
+    """A deterministic sample of ``sample_size(len(pairs), rate)`` pairs: the smallest seeded hashes of the
+    pair keys, so the same pairs are chosen on every re-run and a pair's chance does not depend on order."""
+
+    def order(row: Mapping[str, Any]) -> str:
+        return hashlib.sha256(f"{seed}\x00{chr(0).join(pair_key(row))}".encode()).hexdigest()
+
+    return [dict(r) for r in sorted(pairs, key=order)[: sample_size(len(pairs), rate)]]
+
+
+LABEL_KIND_PRECEDENCE = {"teacher": 2, "student": 1}
+
+
+@dataclass(frozen=True)
+class LabelMerge:
+    """Rows to insert into ``relevance_labels`` and current rows to retire (by pair key and labeler kind)."""
+
+    insert: list[dict[str, Any]]
+    retire: list[tuple[PairKey, str]]
+
+
+def merge_labels(current: Mapping[PairKey, str], new_labels: Sequence[Mapping[str, Any]]) -> LabelMerge:
+    """Merge new labels into the current ones (``current`` maps pair key -> labeler kind of its current
+    label), in the order given. A pair gets a label only when it has none; a teacher label supersedes a
+    student label of the same pair (the student's row is retired, not deleted, so student-teacher agreement
+    stays measurable); anything else already labeled is left alone."""
+    state = dict(current)
+    insert: list[dict[str, Any]] = []
+    retire: list[tuple[PairKey, str]] = []
+    for row in new_labels:
+        key, kind = pair_key(row), str(row["labeler_kind"])
+        held = state.get(key)
+        if held is None:
+            insert.append(dict(row))
+            state[key] = kind
+        elif LABEL_KIND_PRECEDENCE[kind] > LABEL_KIND_PRECEDENCE[held]:
+            retire.append((key, held))
+            insert.append(dict(row))
+            state[key] = kind
+    return LabelMerge(insert, retire)
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether the current student checkpoint is stale, and why."""
+
+    stale: bool
+    reason: str
+    new_teacher_labels: int
+    agreement: float | None
+    compared_pairs: int
+
+
+def retrain_decision(
+    new_teacher_labels: int,
+    student_grades: Sequence[int],
+    teacher_grades: Sequence[int],
+    *,
+    min_teacher_labels: int,
+    min_agreement: float,
+    min_compared_pairs: int,
+) -> RetrainDecision:
+    """Stale when at least ``min_teacher_labels`` teacher labels arrived since the checkpoint was made, or
+    when the student's exact agreement with the teacher on the sampled new pairs (at least
+    ``min_compared_pairs`` of them) is below ``min_agreement``."""
+    if len(student_grades) != len(teacher_grades):
+        raise ValueError("student and teacher grades must be paired")
+    compared = len(student_grades)
+    agreement = (
+        sum(int(s) == int(t) for s, t in zip(student_grades, teacher_grades, strict=True)) / compared
+        if compared
+        else None
+    )
+    if new_teacher_labels >= min_teacher_labels:
+        reason = f"{new_teacher_labels} new teacher labels (threshold {min_teacher_labels})"
+        return RetrainDecision(True, reason, new_teacher_labels, agreement, compared)
+    if agreement is not None and compared >= min_compared_pairs and agreement < min_agreement:
+        reason = f"student-teacher agreement {agreement:.3f} on {compared} new pairs < {min_agreement}"
+        return RetrainDecision(True, reason, new_teacher_labels, agreement, compared)
+    return RetrainDecision(False, "fresh", new_teacher_labels, agreement, compared)
+
+
+# ---------------------------------------------------------------- BM25 update: rebuild or reuse tokens
+
+TOKENS_FILE = "passage_tokens.json"
+
+
+def version_key(doc: Mapping[str, Any]) -> str:
+    """Key of a document version in the token cache (its doc id changes the indexed path words)."""
+    return f"{doc['doc_id']}@{doc['content_hash']}"
+
+
+def build_bm25(
+    documents: Sequence[Mapping[str, Any]], cached_tokens: Mapping[str, list[list[str]]] | None = None
+) -> tuple[BM25Index, dict[str, list[list[str]]], int]:
+    """A BM25 index over ``documents`` (same passages and tokens as ``BM25Index.build``). With
+    ``cached_tokens`` (version key -> passage tokens of a previous index) only versions not in the cache are
+    tokenized: the incremental update. Returns the index, the tokens per version and how many passages
+    were tokenized now."""
+    if not documents:
+        raise ValueError("cannot build a BM25 index over an empty corpus")
+    cached = cached_tokens or {}
+    pending = [doc for doc in documents if version_key(doc) not in cached]
+    texts = [passage_texts(doc) for doc in pending]
+    flat = tokenize([t for doc_texts in texts for t in doc_texts]) if pending else []
+    tokens: dict[str, list[list[str]]] = {}
+    at = 0
+    for doc, doc_texts in zip(pending, texts, strict=True):
+        tokens[version_key(doc)] = [list(t) for t in flat[at : at + len(doc_texts)]]
+        at += len(doc_texts)
+    corpus: list[list[str]] = []
+    starts: list[int] = []
+    for doc in documents:
+        key = version_key(doc)
+        doc_tokens = tokens.get(key) or cached[key]
+        tokens[key] = doc_tokens
+        starts.append(len(corpus))
+        corpus.extend(doc_tokens)
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
+    index = BM25Index(retriever, [str(d["doc_id"]) for d in documents], np.asarray(starts))
+    return index, tokens, sum(len(t) for t in texts)
+
+
+def save_tokens(directory: Path, tokens: Mapping[str, list[list[str]]]) -> None:
+    """Store the passage tokens next to an index, for the next incremental update."""
+    (directory / TOKENS_FILE).write_text(json.dumps(tokens, sort_keys=True))
+
+
+def load_tokens(directory: Path | None) -> dict[str, list[list[str]]]:
+    """The passage tokens stored with an index (empty when there is none)."""
+    if directory is None or not (directory / TOKENS_FILE).exists():
+        return {}
+    return json.loads((directory / TOKENS_FILE).read_text())
+
+
+def terms_overlap(queries: Sequence[str], docs_tokens: Iterable[list[list[str]]]) -> list[bool]:
+    """For each query, whether it shares a stemmed term with the new documents' passages: only those
+    queries can rank a new document above score 0, so only they are retrieved again."""
+    vocabulary = {token for doc in docs_tokens for passage in doc for token in passage}
+    return [bool(vocabulary.intersection(tokens)) for tokens in tokenize(queries)] if queries else []

@@ -1,0 +1,615 @@
+"""Incremental relabeling, one partition per inbox batch: ingest document versions, update BM25, write
+queries for new documents, find new pairs, sample teacher labels, student-label every new pair and merge
+everything into ``relevance_labels``. Each asset only touches what its batch added, so a batch costs in
+proportion to the batch; LLM calls happen only for new items (and are cached, so re-runs are free)."""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb as duckdb_lib
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from relabel import incremental as inc
+from relabel.documents import Document, DocumentError, read_document
+from relabel.grading import label_pairs
+from relabel.paths import file_sha256
+from relabel.query_synthesis import synthesize_queries
+from relabel.retrieval import BM25Index, build_pools, near_duplicates
+from relabel.student import CrossEncoderLabeler, pair_text
+from relabel.warehouse import table_exists
+from relabel_assets.common import WRITER_POOL, read_sql
+from resources.llm import LLMGateway
+from resources.model_store import ModelStore
+from resources.settings import PipelineSettings
+
+inbox_batches = dg.DynamicPartitionsDefinition(name="inbox_batches")
+GROUP = "incremental"
+DOC_FIELDS = list(Document.__dataclass_fields__)
+NEW_VERSIONS_SQL = (
+    "select {columns} from document_versions where batch_id = ? and change in ('new', 'changed') "
+    "and retired_at is null order by doc_id"
+)
+CURRENT_DOCS_SQL = "select * from document_versions where retired_at is null and not is_tombstone order by doc_id"
+
+
+def _asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``dg.asset`` partitioned by inbox batch, in the ``incremental`` group, in the DuckDB writer pool."""
+    return dg.asset(partitions_def=inbox_batches, pool=WRITER_POOL, group_name=GROUP, **kwargs)
+
+
+def _insert(conn: duckdb_lib.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Append a frame's rows to ``table`` by column name; keys already present are skipped."""
+    if frame.empty:
+        return 0
+    conn.register("_rows", frame)
+    try:
+        columns = ", ".join(f'"{c}"' for c in frame.columns)
+        before = conn.execute(f'select count(*) from "{table}"').fetchone()[0]
+        conn.execute(f'insert into "{table}" ({columns}) select {columns} from _rows on conflict do nothing')
+        return conn.execute(f'select count(*) from "{table}"').fetchone()[0] - before
+    finally:
+        conn.unregister("_rows")
+
+
+def _bootstrap(conn: duckdb_lib.DuckDBPyConnection, now: pd.Timestamp) -> None:
+    """First batch: the full pipeline's documents, queries, pools and labels become version 1 / batch
+    ``baseline`` (the teacher's label is current where it graded the pair, the student's otherwise)."""
+    if not table_exists(conn, "seed_corpus") or not table_exists(conn, "synthetic_queries"):
+        raise RuntimeError(
+            "incremental relabeling starts from the full pipeline's tables: run `relabel run` (relabel_job) once first"
+        )
+    run = conn.execute
+    run(
+        "insert into document_versions select doc_id, 1, content_hash, 'baseline', 'baseline', false, title, author, "
+        "path, modified, doc_type, format, text, ?, null, null from seed_corpus",
+        [now],
+    )
+    run(
+        "insert into label_queries select q.qid, q.doc_id, d.content_hash, q.query_type, q.query_text, q.model, "
+        "q.prompt_version, 'baseline', ? from synthetic_queries q join seed_corpus d using (doc_id) "
+        "on conflict do nothing",
+        [now],
+    )
+    if table_exists(conn, "candidate_pools"):
+        run(
+            "insert into label_pairs select p.qid, p.doc_id, d.content_hash, p.role, p.bm25_rank, p.bm25_score, "
+            "'baseline', ? from candidate_pools p join seed_corpus d using (doc_id) on conflict do nothing",
+            [now],
+        )
+    labels = []
+    if table_exists(conn, "student_labels") and table_exists(conn, "student_checkpoint"):
+        labels.append(
+            run(
+                "select s.qid, s.doc_id, d.content_hash, 'student' as labeler_kind, s.labeler_id, "
+                "(select sha256 from student_checkpoint order by created_at desc limit 1) as labeler_version, "
+                "s.grade, s.expected_grade from student_labels s join seed_corpus d using (doc_id) "
+                "where s.pair_source = 'pool'"
+            ).df()
+        )
+    if table_exists(conn, "teacher_labels"):
+        labels.append(
+            run(
+                "select t.qid, t.doc_id, d.content_hash, 'teacher' as labeler_kind, t.labeler_id, "
+                "t.model || ' ' || t.prompt_id || '@' || t.prompt_version as labeler_version, t.grade, "
+                "t.expected_grade from teacher_labels t join seed_corpus d using (doc_id) "
+                "where t.pair_source = 'pool' and t.status = 'ok'"
+            ).df()
+        )
+    rows = [r for frame in labels for r in frame.to_dict("records")]
+    _merge(conn, rows, "baseline", now)
+
+
+def _merge(conn: duckdb_lib.DuckDBPyConnection, rows: list[dict], batch_id: str, now: pd.Timestamp) -> tuple[int, int]:
+    """Merge label rows into ``relevance_labels`` (see ``incremental.merge_labels``); (inserted, retired)."""
+    current = {
+        (q, d, h): kind
+        for q, d, h, kind in conn.execute(
+            "select qid, doc_id, content_hash, labeler_kind from relevance_labels where retired_at is null"
+        ).fetchall()
+    }
+    merge = inc.merge_labels(current, rows)
+    if merge.insert:
+        frame = pd.DataFrame(merge.insert).assign(batch_id=batch_id, labeled_at=now)
+        frame["grade"] = frame["grade"].astype("Int64")
+        _insert(conn, "relevance_labels", frame)
+    for (qid, doc_id, content_hash), kind in merge.retire:
+        conn.execute(
+            "update relevance_labels set retired_at = ?, retired_by_batch = ?, "
+            "retired_reason = 'superseded_by_teacher' "
+            "where qid = ? and doc_id = ? and content_hash = ? and labeler_kind = ? and retired_at is null",
+            [now, batch_id, qid, doc_id, content_hash, kind],
+        )
+    return len(merge.insert), len(merge.retire)
+
+
+def _read_batch_file(folder: Path, doc_id: str, expected_hash: str) -> Document:
+    path = folder / inc.FILES_DIR / doc_id
+    if not path.exists():
+        raise DocumentError("snapshot file is missing from the batch folder")
+    if file_sha256(path) != expected_hash:
+        raise DocumentError("snapshot content does not match the hash in the manifest")
+    return read_document(path, doc_id)
+
+
+@_asset(kinds={"duckdb", "python"})
+def inbox_documents(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    """Ingest one inbox batch into ``document_versions``: a new file is version 1, a changed file (new content
+    hash) a new version, a deleted file a tombstone; superseded versions and their labels in
+    ``relevance_labels`` are retired (never deleted). Unreadable files go to ``inbox_quarantine`` with the
+    reason. The first batch imports the full pipeline's tables as batch ``baseline``."""
+    started = time.perf_counter()
+    batch_id = context.partition_key
+    folder = settings.batches_path() / batch_id
+    manifest = inc.BatchManifest.load(folder)
+    now = pd.Timestamp.now()
+    with duckdb.get_connection() as conn:
+        inc.ensure_tables(conn)
+        done = conn.execute("select * from inbox_batches where batch_id = ?", [batch_id]).df()
+        if len(done):
+            return dg.MaterializeResult(
+                metadata={"already_ingested": True, **done.iloc[0].drop("batch_id").astype(str).to_dict()}
+            )
+        later = conn.execute("select batch_id from inbox_batches where sequence > ?", [manifest.sequence]).fetchall()
+        if later:
+            raise RuntimeError(f"batch {batch_id} arrives after the later batch {later[0][0]} was ingested")
+        conn.execute("begin transaction")
+        if not conn.execute("select count(*) from document_versions").fetchone()[0]:
+            _bootstrap(conn, now)
+        parsed: dict[str, Document] = {}
+        quarantine = []
+        for doc_id, content_hash in sorted(manifest.incoming.items()):
+            try:
+                parsed[doc_id] = _read_batch_file(folder, doc_id, content_hash)
+            except (DocumentError, OSError) as error:
+                quarantine.append(
+                    {
+                        "batch_id": batch_id,
+                        "doc_id": doc_id,
+                        "content_hash": content_hash,
+                        "reason": str(error),
+                        "seen_at": now,
+                    }
+                )
+                context.log.warning(f"quarantined {doc_id}: {error}")
+        current = {
+            doc_id: inc.CurrentVersion(version, content_hash, tombstone)
+            for doc_id, version, content_hash, tombstone in conn.execute(
+                "select doc_id, version, content_hash, is_tombstone from document_versions where retired_at is null"
+            ).fetchall()
+        }
+        plan = inc.plan_versions(current, {d: doc.content_hash for d, doc in parsed.items()}, manifest.deleted)
+        versions = []
+        for step in plan:
+            if step.change in ("unchanged", "missing"):
+                continue
+            if step.previous_version is not None:
+                conn.execute(
+                    "update document_versions set retired_at = ?, retired_by_batch = ? "
+                    "where doc_id = ? and version = ?",
+                    [now, batch_id, step.doc_id, step.previous_version],
+                )
+                conn.execute(
+                    "update relevance_labels set retired_at = ?, retired_by_batch = ?, retired_reason = ? "
+                    "where doc_id = ? and retired_at is null",
+                    [now, batch_id, f"document_{step.change}", step.doc_id],
+                )
+            doc = parsed.get(step.doc_id)
+            fields = doc.as_row() if doc else {**dict.fromkeys(DOC_FIELDS), "doc_id": step.doc_id, "path": step.doc_id}
+            versions.append(
+                {
+                    **fields,
+                    "version": step.version,
+                    "batch_id": batch_id,
+                    "change": step.change,
+                    "is_tombstone": step.change == "deleted",
+                    "created_at": now,
+                }
+            )
+        _insert(conn, "document_versions", pd.DataFrame(versions))
+        _insert(conn, "inbox_quarantine", pd.DataFrame(quarantine))
+        counts = {c: sum(s.change == c for s in plan) for c in ("new", "changed", "deleted", "unchanged")}
+        conn.execute(
+            "insert into inbox_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                batch_id,
+                manifest.sequence,
+                pd.Timestamp(manifest.created_at).tz_localize(None),
+                now,
+                counts["new"],
+                counts["changed"],
+                counts["deleted"],
+                counts["unchanged"],
+                len(quarantine),
+            ],
+        )
+        conn.execute("commit")
+    return dg.MaterializeResult(
+        metadata={
+            **{f"{k}_documents": dg.MetadataValue.int(v) for k, v in counts.items()},
+            "quarantined": dg.MetadataValue.int(len(quarantine)),
+            "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        }
+    )
+
+
+def _batch_index_path(duckdb: DuckDBResource, batch_id: str) -> Path:
+    frame = read_sql(duckdb, "select path from inbox_bm25_index where batch_id = ?", [batch_id])
+    return Path(frame["path"].iloc[0])
+
+
+@_asset(deps=[inbox_documents], kinds={"duckdb", "bm25s"})
+def inbox_bm25_index(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings, model_store: ModelStore
+) -> dg.MaterializeResult:
+    """BM25 index over the current document versions after this batch, built like ``bm25_index``.
+    ``RELABEL_BM25_UPDATE=incremental`` (default) tokenizes only the batch's new versions and reuses the
+    previous index's stored passage tokens; ``rebuild`` tokenizes everything. Saved under its content hash."""
+    started = time.perf_counter()
+    batch_id = context.partition_key
+    if settings.bm25_update not in ("incremental", "rebuild"):
+        raise ValueError(f"bm25_update must be 'incremental' or 'rebuild', got {settings.bm25_update!r}")
+    with duckdb.get_connection() as conn:
+        documents = conn.execute(CURRENT_DOCS_SQL).df().to_dict("records")
+        previous = conn.execute(
+            "select path from inbox_bm25_index where batch_id < ? order by batch_id desc limit 1", [batch_id]
+        ).fetchall()
+    cached = inc.load_tokens(Path(previous[0][0])) if previous and settings.bm25_update == "incremental" else {}
+    build_started = time.perf_counter()
+    index, tokens, tokenized = inc.build_bm25(documents, cached)
+    build_seconds = time.perf_counter() - build_started
+    staging = model_store.staging_dir("bm25")
+    index.save(staging)
+    inc.save_tokens(staging, tokens)
+    path, digest = model_store.commit("bm25", staging)
+    row = pd.DataFrame(
+        [
+            {
+                "batch_id": batch_id,
+                "index_id": digest[:16],
+                "path": str(path),
+                "sha256": digest,
+                "n_docs": len(documents),
+                "n_passages": index.n_passages,
+                "update_mode": settings.bm25_update if cached else "rebuild",
+                "tokenized_passages": tokenized,
+                "build_seconds": build_seconds,
+                "built_at": pd.Timestamp.now(),
+            }
+        ]
+    )
+    with duckdb.get_connection() as conn:
+        conn.execute("delete from inbox_bm25_index where batch_id = ?", [batch_id])
+        _insert(conn, "inbox_bm25_index", row)
+    return dg.MaterializeResult(
+        metadata={
+            "n_docs": dg.MetadataValue.int(len(documents)),
+            "tokenized_passages": dg.MetadataValue.int(tokenized),
+            "update_mode": dg.MetadataValue.text(str(row["update_mode"].iloc[0])),
+            "build_seconds": dg.MetadataValue.float(round(build_seconds, 4)),
+            "path": dg.MetadataValue.path(str(path)),
+            "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        }
+    )
+
+
+@_asset(deps=[inbox_documents], kinds={"duckdb", "litellm"})
+def inbox_queries(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    """Synthetic queries for the batch's new and changed documents only (same prompt and filters as
+    ``synthetic_queries``), appended to ``label_queries``; rejects go to ``inbox_query_rejects``."""
+    started = time.perf_counter()
+    batch_id = context.partition_key
+    client = llm.client("queries")
+    with duckdb.get_connection() as conn:
+        documents = (
+            conn.execute(
+                NEW_VERSIONS_SQL.format(columns="*"),
+                [batch_id],
+            )
+            .df()
+            .to_dict("records")
+        )
+        accepted, rejects = synthesize_queries(
+            conn, client, documents, queries_per_doc=settings.queries_per_doc, max_doc_chars=settings.max_doc_chars
+        )
+        hashes = {d["doc_id"]: d["content_hash"] for d in documents}
+        frame = pd.DataFrame(accepted, columns=["qid", "doc_id", "query_type", "query_text", "model", "prompt_version"])
+        frame = frame.assign(content_hash=frame["doc_id"].map(hashes), batch_id=batch_id, created_at=pd.Timestamp.now())
+        added = _insert(conn, "label_queries", frame)
+        conn.execute("delete from inbox_query_rejects where batch_id = ?", [batch_id])
+        _insert(
+            conn, "inbox_query_rejects", pd.DataFrame(rejects).assign(batch_id=batch_id) if rejects else pd.DataFrame()
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "documents": dg.MetadataValue.int(len(documents)),
+            "queries_added": dg.MetadataValue.int(added),
+            "rejected": dg.MetadataValue.int(len(rejects)),
+            "llm_calls": dg.MetadataValue.int(client.calls_made),
+            "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        }
+    )
+
+
+@_asset(deps=[inbox_queries, inbox_bm25_index], kinds={"duckdb", "bm25s"})
+def inbox_candidate_pairs(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    """New (query, document version) pairs of the batch in ``label_pairs``: pools (seed, BM25 hard and
+    random negatives) for the new queries, and every (existing query, new document) pair that enters the
+    existing query's BM25 top-k (``RELABEL_INCREMENTAL_TOP_K``); only queries sharing a term with the new
+    documents are retrieved again. Pairs already labeled are not added again."""
+    started = time.perf_counter()
+    batch_id = context.partition_key
+    index_path = _batch_index_path(duckdb, batch_id)
+    index = BM25Index.load(index_path)
+    with duckdb.get_connection() as conn:
+        current = conn.execute(CURRENT_DOCS_SQL).df()
+        new_queries = conn.execute("select * from label_queries where batch_id = ? order by qid", [batch_id]).df()
+        existing = conn.execute(
+            "select qid, query_text from label_queries where batch_id <> ? order by qid", [batch_id]
+        ).df()
+        new_docs = dict(
+            conn.execute(
+                NEW_VERSIONS_SQL.format(columns="doc_id, content_hash"),
+                [batch_id],
+            ).fetchall()
+        )
+        labeled = conn.execute(
+            "select qid, doc_id, content_hash from relevance_labels where retired_at is null"
+        ).fetchall()
+    hashes = dict(zip(current["doc_id"], current["content_hash"], strict=True))
+    texts = dict(zip(current["doc_id"], current["text"], strict=True))
+    queries = new_queries.to_dict("records")
+    pools = (
+        build_pools(
+            queries,
+            index,
+            near_duplicates(texts, among={q["doc_id"] for q in queries}),
+            bm25_negatives=settings.bm25_negatives,
+            random_negatives=settings.random_negatives,
+            seed=settings.seed,
+        )
+        if queries
+        else []
+    )
+    for row in pools:
+        row["content_hash"] = hashes[row["doc_id"]]
+    entering: list[dict] = []
+    retrieved_queries = 0
+    if new_docs and len(existing):
+        tokens = inc.load_tokens(index_path)
+        new_tokens = [tokens[f"{d}@{h}"] for d, h in new_docs.items()]
+        overlap = inc.terms_overlap(existing["query_text"].tolist(), new_tokens)
+        retrieved = existing[overlap]
+        retrieved_queries = len(retrieved)
+        results = index.search(retrieved["query_text"].tolist(), settings.incremental_top_k)
+        entering = inc.entering_pairs(results, retrieved["qid"].tolist(), new_docs)
+    pairs = inc.unlabeled_pairs([*pools, *entering], labeled)
+    frame = pd.DataFrame(pairs, columns=["qid", "doc_id", "content_hash", "role", "bm25_rank", "bm25_score"])
+    with duckdb.get_connection() as conn:
+        added = _insert(conn, "label_pairs", frame.assign(batch_id=batch_id, created_at=pd.Timestamp.now()))
+    return dg.MaterializeResult(
+        metadata={
+            "pairs_added": dg.MetadataValue.int(added),
+            "pool_pairs": dg.MetadataValue.int(len(pools)),
+            "entered_top_k": dg.MetadataValue.int(len(entering)),
+            "existing_queries": dg.MetadataValue.int(len(existing)),
+            "existing_queries_retrieved": dg.MetadataValue.int(retrieved_queries),
+            "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        }
+    )
+
+
+BATCH_PAIRS_SQL = """
+select 'pool' as pair_source, p.qid, q.query_text, p.doc_id, p.content_hash, d.title, d.author, d.path, d.modified,
+       d.doc_type, d.text
+from label_pairs p join label_queries q using (qid)
+join document_versions d on d.doc_id = p.doc_id and d.content_hash = p.content_hash and d.retired_at is null
+where p.batch_id = ? order by p.qid, p.doc_id
+"""
+
+
+@_asset(deps=[inbox_candidate_pairs], kinds={"duckdb", "litellm"})
+def inbox_teacher_labels(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    """Teacher grades for a deterministic sample (``RELABEL_TEACHER_SAMPLE_RATE``) of the batch's new pairs:
+    training data for the next student and a drift probe. Pairs graded already are not sent again."""
+    started = time.perf_counter()
+    batch_id = context.partition_key
+    client = llm.client(model=llm.model)
+    with duckdb.get_connection() as conn:
+        pairs = conn.execute(BATCH_PAIRS_SQL, [batch_id]).df().to_dict("records")
+        graded = conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
+        sample = inc.teacher_sample(pairs, settings.teacher_sample_rate, settings.seed)
+        pending = inc.unlabeled_pairs(sample, graded)
+        if settings.teacher_runs:
+            context.log.warning("recorded teacher runs configured: no live teacher labels for inbox batches")
+            pending = []
+        rows = (
+            label_pairs(
+                conn,
+                client,
+                pending,
+                use_logprobs=llm.use_logprobs,
+                max_doc_chars=settings.max_doc_chars,
+                policy=llm.policy(),
+            )
+            if pending
+            else []
+        )
+        by_key = {(p["qid"], p["doc_id"]): p for p in pending}
+        frame = pd.DataFrame(
+            [
+                {
+                    **{
+                        k: r[k]
+                        for k in (
+                            "qid",
+                            "doc_id",
+                            "labeler_id",
+                            "model",
+                            "prompt_id",
+                            "prompt_version",
+                            "status",
+                            "grade",
+                            "expected_grade",
+                            "raw_answer",
+                            "error",
+                        )
+                    },
+                    "content_hash": by_key[(r["qid"], r["doc_id"])]["content_hash"],
+                    "query_text": by_key[(r["qid"], r["doc_id"])]["query_text"],
+                    "title": by_key[(r["qid"], r["doc_id"])]["title"],
+                    "doc_text": by_key[(r["qid"], r["doc_id"])]["text"],
+                    "batch_id": batch_id,
+                    "labeled_at": pd.Timestamp.now(),
+                }
+                for r in rows
+            ]
+        )
+        if len(frame):
+            frame["grade"] = frame["grade"].astype("Int64")
+        added = _insert(conn, "inbox_teacher_labels", frame)
+    status = frame["status"].value_counts().to_dict() if len(frame) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "new_pairs": dg.MetadataValue.int(len(pairs)),
+            "sampled": dg.MetadataValue.int(len(sample)),
+            "labels_added": dg.MetadataValue.int(added),
+            "llm_calls": dg.MetadataValue.int(client.calls_made),
+            "status_counts": dg.MetadataValue.json(status),
+            "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        }
+    )
+
+
+@_asset(deps=[inbox_teacher_labels, inbox_candidate_pairs], kinds={"duckdb", "pytorch"})
+def relevance_labels(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    """The production label table: one current label per (query, document version) with provenance
+    (labeler kind, id and version, batch, time). The current student checkpoint labels every new pair of the
+    batch; the teacher's sampled labels supersede the student's (whose rows are retired, not deleted). Then
+    the checkpoint is marked stale in ``student_checkpoint_registry`` when enough new teacher labels arrived
+    or agreement with the teacher fell (the retrain sensor picks that up)."""
+    started = time.perf_counter()
+    batch_id = context.partition_key
+    checkpoint = read_sql(
+        duckdb,
+        "select checkpoint_id, path, sha256, created_at from student_checkpoint order by created_at desc limit 1",
+    )
+    if checkpoint.empty:
+        raise RuntimeError("no student checkpoint: run relabel_job once first")
+    ckpt = checkpoint.iloc[0]
+    labeler_id = f"student:{ckpt['checkpoint_id']}"
+    now = pd.Timestamp.now()
+    with duckdb.get_connection() as conn:
+        conn.execute(
+            "insert into student_checkpoint_registry (checkpoint_id, path, sha256, created_at, first_used_batch) "
+            "values (?, ?, ?, ?, ?) on conflict do nothing",
+            [ckpt["checkpoint_id"], ckpt["path"], ckpt["sha256"], ckpt["created_at"], batch_id],
+        )
+        pairs = conn.execute(BATCH_PAIRS_SQL, [batch_id]).df()
+        labeled = conn.execute(
+            "select qid, doc_id, content_hash from relevance_labels where retired_at is null"
+        ).fetchall()
+        teacher = conn.execute(
+            "select t.qid, t.doc_id, t.content_hash, 'teacher' as labeler_kind, t.labeler_id, "
+            "t.model || ' ' || t.prompt_id || '@' || t.prompt_version as labeler_version, t.grade, t.expected_grade "
+            "from inbox_teacher_labels t where t.batch_id = ? and t.status = 'ok' and not exists (select 1 from "
+            "relevance_labels r where r.qid = t.qid and r.doc_id = t.doc_id and r.content_hash = t.content_hash "
+            "and r.labeler_kind = 'teacher')",
+            [batch_id],
+        ).df()
+    pending = pd.DataFrame(inc.unlabeled_pairs(pairs.to_dict("records"), labeled), columns=pairs.columns)
+    label_seconds = 0.0
+    student_rows: list[dict] = []
+    if len(pending):
+        labeler = CrossEncoderLabeler.load(Path(ckpt["path"]))
+        label_started = time.perf_counter()
+        docs = [pair_text({"title": r["title"], "doc_text": r["text"]}) for r in pending.to_dict("records")]
+        scores, grades = labeler.predict(pending["query_text"].tolist(), docs)
+        label_seconds = time.perf_counter() - label_started
+        student_rows = [
+            {
+                "qid": r["qid"],
+                "doc_id": r["doc_id"],
+                "content_hash": r["content_hash"],
+                "labeler_kind": "student",
+                "labeler_id": labeler_id,
+                "labeler_version": ckpt["sha256"],
+                "grade": int(g),
+                "expected_grade": float(s),
+            }
+            for r, s, g in zip(pending.to_dict("records"), scores, grades, strict=True)
+        ]
+    with duckdb.get_connection() as conn:
+        inserted, retired = _merge(conn, [*student_rows, *teacher.to_dict("records")], batch_id, now)
+        decision = _staleness(conn, ckpt, labeler_id, settings)
+        if decision.stale:
+            conn.execute(
+                "update student_checkpoint_registry set stale_at = ?, stale_reason = ?, retrain_requested_by = ? "
+                "where checkpoint_id = ? and stale_at is null",
+                [now, decision.reason, batch_id, ckpt["checkpoint_id"]],
+            )
+        current = conn.execute("select count(*) from relevance_labels where retired_at is null").fetchone()[0]
+    return dg.MaterializeResult(
+        metadata={
+            "student_labels": dg.MetadataValue.int(len(student_rows)),
+            "teacher_labels": dg.MetadataValue.int(len(teacher)),
+            "rows_inserted": dg.MetadataValue.int(inserted),
+            "student_rows_superseded": dg.MetadataValue.int(retired),
+            "current_labels": dg.MetadataValue.int(current),
+            "student_checkpoint": dg.MetadataValue.text(labeler_id),
+            "student_labels_per_s": dg.MetadataValue.float(round(len(student_rows) / max(label_seconds, 1e-9), 1)),
+            "new_teacher_labels_since_checkpoint": dg.MetadataValue.int(decision.new_teacher_labels),
+            "student_teacher_agreement": dg.MetadataValue.float(
+                float("nan") if decision.agreement is None else round(decision.agreement, 4)
+            ),
+            "checkpoint_stale": dg.MetadataValue.bool(decision.stale),
+            "stale_reason": dg.MetadataValue.text(decision.reason),
+            "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        }
+    )
+
+
+def _staleness(
+    conn: duckdb_lib.DuckDBPyConnection, ckpt: pd.Series, labeler_id: str, settings: PipelineSettings
+) -> inc.RetrainDecision:
+    """Teacher labels made since the checkpoint, and its agreement with the teacher on the sampled pairs."""
+    run = conn.execute
+    new_teacher = run(
+        "select count(*) from inbox_teacher_labels where status = 'ok' and labeled_at > ?", [ckpt["created_at"]]
+    ).fetchone()[0]
+    compared = run(
+        "select s.grade, t.grade from relevance_labels s join relevance_labels t using (qid, doc_id, content_hash) "
+        "where s.labeler_id = ? and s.labeler_kind = 'student' and t.labeler_kind = 'teacher'",
+        [labeler_id],
+    ).fetchall()
+    return inc.retrain_decision(
+        new_teacher,
+        [s for s, _ in compared],
+        [t for _, t in compared],
+        min_teacher_labels=settings.retrain_min_teacher_labels,
+        min_agreement=settings.retrain_min_agreement,
+        min_compared_pairs=settings.retrain_min_compared_pairs,
+    )
+
+
+INCREMENTAL_ASSETS = [
+    inbox_documents,
+    inbox_bm25_index,
+    inbox_queries,
+    inbox_candidate_pairs,
+    inbox_teacher_labels,
+    relevance_labels,
+]
