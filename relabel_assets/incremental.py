@@ -42,15 +42,17 @@ def _asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
 
 
 def _insert(conn: duckdb_lib.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
-    """Append a frame's rows to ``table`` by column name; keys already present are skipped."""
+    """Append a frame's rows to ``table`` by column name; in a keyed table, keys already present are skipped."""
     if frame.empty:
         return 0
     conn.register("_rows", frame)
     try:
         columns = ", ".join(f'"{c}"' for c in frame.columns)
-        before = conn.execute(f'select count(*) from "{table}"').fetchone()[0]
-        conn.execute(f'insert into "{table}" ({columns}) select {columns} from _rows on conflict do nothing')
-        return conn.execute(f'select count(*) from "{table}"').fetchone()[0] - before
+        before = conn.execute(f'select count(*) from "{table}"').fetchall()[0][0]
+        keyed = "primary key" in inc.TABLES_DDL[table]
+        conflict = " on conflict do nothing" if keyed else ""
+        conn.execute(f'insert into "{table}" ({columns}) select {columns} from _rows{conflict}')
+        return conn.execute(f'select count(*) from "{table}"').fetchall()[0][0] - before
     finally:
         conn.unregister("_rows")
 
@@ -159,7 +161,7 @@ def inbox_documents(
         if later:
             raise RuntimeError(f"batch {batch_id} arrives after the later batch {later[0][0]} was ingested")
         conn.execute("begin transaction")
-        if not conn.execute("select count(*) from document_versions").fetchone()[0]:
+        if not conn.execute("select count(*) from document_versions").fetchall()[0][0]:
             _bootstrap(conn, now)
         parsed: dict[str, Document] = {}
         quarantine = []
@@ -561,7 +563,7 @@ def relevance_labels(
                 "where checkpoint_id = ? and stale_at is null",
                 [now, decision.reason, batch_id, ckpt["checkpoint_id"]],
             )
-        current = conn.execute("select count(*) from relevance_labels where retired_at is null").fetchone()[0]
+        current = conn.execute("select count(*) from relevance_labels where retired_at is null").fetchall()[0][0]
     return dg.MaterializeResult(
         metadata={
             "student_labels": dg.MetadataValue.int(len(student_rows)),
@@ -589,7 +591,7 @@ def _staleness(
     run = conn.execute
     new_teacher = run(
         "select count(*) from inbox_teacher_labels where status = 'ok' and labeled_at > ?", [ckpt["created_at"]]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     compared = run(
         "select s.grade, t.grade from relevance_labels s join relevance_labels t using (qid, doc_id, content_hash) "
         "where s.labeler_id = ? and s.labeler_kind = 'student' and t.labeler_kind = 'teacher'",

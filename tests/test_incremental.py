@@ -1,0 +1,218 @@
+"""Incremental relabeling end to end: the inbox sensor registers batches, the partitioned job labels only
+what is new, relevance_labels retires instead of deleting, and a stale student is retrained."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from relabel_assets.definitions import build_definitions
+from resources.llm import LLMGateway
+from resources.model_store import ModelStore
+from resources.settings import PipelineSettings
+from tests import scripted_llm
+from tests.conftest import write_tiny_corpus, write_tiny_judgments
+
+BADGE = "---\ntitle: Office badge replacement\nauthor: Facilities\nmodified: 2026-01-05\ntype: faq\n---\n"
+WIFI = "Title: Guest wifi access\nAuthor: IT Desk\nModified: 2026-01-09\nType: howto\n\n"
+
+
+def incremental_resources(root: Path, corpus: Path, judgments: Path, **settings: object) -> dict[str, object]:
+    """Resources over ``root`` (DuckDB file, artifacts, inbox) with the scripted LLM."""
+    scripted_llm.register()
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    return {
+        "duckdb": DuckDBResource(database=str(data / "relabel.duckdb")),
+        "llm": LLMGateway(model="scripted/overlap", use_logprobs=False),
+        "model_store": ModelStore(root=str(data / "artifacts")),
+        "settings": PipelineSettings(
+            data_dir=str(data),
+            corpus_dir=str(corpus),
+            inbox_dir=str(root / "inbox"),
+            judgments=str(judgments),
+            queries_per_doc=2,
+            bm25_negatives=2,
+            random_negatives=1,
+            student_epochs=1,
+            **settings,
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full relabel_job once on the tiny corpus: the state every incremental test starts from."""
+    root = tmp_path_factory.mktemp("baseline")
+    corpus = write_tiny_corpus(root / "corpus")
+    judgments = write_tiny_judgments(root / "judgments", corpus)
+    defs = build_definitions(incremental_resources(root, corpus, judgments))
+    assert defs.resolve_job_def("relabel_job").execute_in_process().success
+    return root
+
+
+def copy_baseline(baseline: Path, target: Path) -> Path:
+    """A private copy of the baseline's warehouse (checkpoints stay in the baseline's artifact store)."""
+    (target / "data").mkdir(parents=True)
+    shutil.copy(baseline / "data" / "relabel.duckdb", target / "data" / "relabel.duckdb")
+    return target
+
+
+def run_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None):
+    sensor = defs.resolve_sensor_def(name)
+    resources = {k: v for k, v in defs.resources.items() if k in sensor.required_resource_keys}
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    return sensor(context), context
+
+
+def rows(db: str, sql: str) -> list[tuple]:
+    with duckdb.connect(db, read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def count(db: str, sql: str) -> int:
+    return int(rows(db, sql)[0][0])
+
+
+@pytest.mark.integration
+def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline: Path, tmp_path: Path) -> None:
+    root = copy_baseline(baseline, tmp_path)
+    resources = incremental_resources(
+        root,
+        baseline / "corpus",
+        baseline / "judgments",
+        teacher_sample_rate=0.5,
+        incremental_top_k=3,
+        retrain_min_teacher_labels=4,
+    )
+    db = resources["duckdb"].database
+    defs = build_definitions(resources)
+    job = defs.resolve_job_def("incremental_relabel_job")
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = root / "inbox"
+    base = {t: count(db, f"select count(*) from {t}") for t in ("seed_corpus", "synthetic_queries", "candidate_pools")}
+    baseline_labels = count(db, "select count(*) from student_labels where pair_source = 'pool'")
+
+    # batch 1: two new documents and one unreadable file
+    inbox.mkdir()
+    (inbox / "badge.md").write_text(BADGE + "Lost your office badge? Reception prints a replacement badge in Leeds.")
+    (inbox / "wifi.txt").write_text(WIFI + "Guests join the Kestrel-Guest wifi with the daily password; Windows laptops of staff use the VPN.")
+    (inbox / "broken.json").write_text("{oops")
+    first, _ = run_sensor(defs, instance, "inbox_sensor", None)
+    assert [r.partition_key for r in first.run_requests] == first.dynamic_partitions_requests[0].partition_keys
+    batch1 = first.run_requests[0].partition_key
+    instance.add_dynamic_partitions("inbox_batches", [batch1])
+    scripted_llm.calls.clear()
+    assert job.execute_in_process(partition_key=batch1, instance=instance).success
+
+    # baseline import + 2 new versions; the broken file is quarantined with its reason
+    assert count(db, "select count(*) from document_versions") == base["seed_corpus"] + 2
+    assert rows(db, "select doc_id, reason from inbox_quarantine") == [
+        ("inbox/broken.json", rows(db, "select reason from inbox_quarantine")[0][0])
+    ]
+    assert "invalid JSON" in rows(db, "select reason from inbox_quarantine")[0][0]
+    new_queries = count(db, f"select count(*) from label_queries where batch_id = '{batch1}'")
+    assert new_queries == 4  # 2 per new document
+    pairs1 = count(db, f"select count(*) from label_pairs where batch_id = '{batch1}'")
+    entered1 = count(db, f"select count(*) from label_pairs where batch_id = '{batch1}' and role = 'entered_top_k'")
+    sampled1 = -(-pairs1 // 2)
+    assert count(db, f"select count(*) from inbox_teacher_labels where batch_id = '{batch1}'") == sampled1
+    # LLM calls only for new items: one query call per new document, one teacher call per sampled pair
+    assert len(scripted_llm.calls) == 2 + sampled1
+    students1 = count(
+        db, f"select count(*) from relevance_labels where batch_id = '{batch1}' and labeler_kind = 'student'"
+    )
+    assert students1 == pairs1, "the student labels every new pair"
+    current = count(db, "select count(*) from relevance_labels where retired_at is null")
+    assert current == baseline_labels + pairs1, "one current label per pool pair and per new pair"
+    assert (
+        count(
+            db,
+            "select count(*) from relevance_labels where retired_at is null and labeler_kind = 'teacher' "
+            f"and batch_id = '{batch1}'",
+        )
+        == sampled1
+    )
+    assert entered1 >= 1, "a new document enters the top-k of an existing query"
+    stale = rows(db, "select checkpoint_id, stale_reason from student_checkpoint_registry where stale_at is not null")
+    assert len(stale) == 1 and "new teacher labels" in stale[0][1]
+
+    # the same files again: nothing; re-running the partition: no LLM call, no new row
+    same, context = run_sensor(defs, instance, "inbox_sensor", first.cursor)
+    assert isinstance(same, dg.SkipReason)
+    before = count(db, "select count(*) from relevance_labels")
+    scripted_llm.calls.clear()
+    assert job.execute_in_process(partition_key=batch1, instance=instance).success
+    assert scripted_llm.calls == [] and count(db, "select count(*) from relevance_labels") == before
+
+    # the stale student is retrained once; its labels stay attributable to it
+    retrain, _ = run_sensor(defs, instance, "student_retrain_sensor", None)
+    assert retrain.run_key == f"retrain-{stale[0][0]}"
+    assert defs.resolve_job_def("student_retrain_job").execute_in_process(instance=instance).success
+    new_ckpt = rows(db, "select checkpoint_id from student_checkpoint")[0][0]
+    assert new_ckpt != stale[0][0]
+    assert count(db, "select count(*) from training_set") == base["candidate_pools"] + sampled1
+    assert isinstance(run_sensor(defs, instance, "student_retrain_sensor", None)[0], dg.SkipReason)
+
+    # batch 2: badge changed, wifi deleted, one more new document
+    (inbox / "badge.md").write_text(BADGE + "Lost your badge? Security at the front desk issues a new badge.")
+    (inbox / "wifi.txt").unlink()
+    (inbox / "printer.md").write_text("---\ntitle: Printer toner orders\n---\nOrder toner for the Leeds printers.")
+    second, _ = run_sensor(defs, instance, "inbox_sensor", first.cursor)
+    batch2 = second.run_requests[0].partition_key
+    assert batch2 != batch1 and second.run_requests[0].tags == {
+        "relabel/new": "1",
+        "relabel/changed": "1",
+        "relabel/deleted": "1",
+    }
+    instance.add_dynamic_partitions("inbox_batches", [batch2])
+    labels_v1 = count(
+        db,
+        "select count(*) from relevance_labels where doc_id in ('inbox/badge.md', 'inbox/wifi.txt') "
+        "and retired_at is null",
+    )
+    scripted_llm.calls.clear()
+    assert job.execute_in_process(partition_key=batch2, instance=instance).success
+
+    assert count(db, "select count(*) from document_versions") == base["seed_corpus"] + 2 + 3
+    assert rows(
+        db, "select version, is_tombstone from document_versions where doc_id = 'inbox/wifi.txt' order by 1"
+    ) == [(1, False), (2, True)]
+    retired = dict(
+        rows(
+            db,
+            f"select retired_reason, count(*) from relevance_labels where retired_by_batch = '{batch2}' group by 1",
+        )
+    )
+    pairs2 = count(db, f"select count(*) from label_pairs where batch_id = '{batch2}'")
+    sampled2 = -(-pairs2 // 2)
+    assert len(scripted_llm.calls) == 2 + sampled2, "queries for the changed and the new document, teacher sample"
+    assert retired["document_changed"] + retired["document_deleted"] == labels_v1
+    assert retired == {
+        "document_changed": retired["document_changed"],
+        "document_deleted": retired["document_deleted"],
+        "superseded_by_teacher": sampled2,
+    }
+    assert (
+        count(db, "select count(*) from relevance_labels where doc_id = 'inbox/wifi.txt' and retired_at is null") == 0
+    )
+    assert rows(
+        db, f"select distinct labeler_id from relevance_labels where batch_id = '{batch2}' and labeler_kind = 'student'"
+    ) == [(f"student:{new_ckpt}",)]
+    assert rows(
+        db, f"select distinct labeler_id from relevance_labels where batch_id = '{batch1}' and labeler_kind = 'student'"
+    ) == [(f"student:{stale[0][0]}",)]
+    assert count(db, "select count(*) from relevance_labels where retired_at is null") == (
+        baseline_labels + pairs1 - labels_v1 + pairs2
+    )
+    failed = [
+        e.check_name
+        for e in job.execute_in_process(partition_key=batch2, instance=instance).get_asset_check_evaluations()
+        if not e.passed
+    ]
+    assert failed == []

@@ -1,0 +1,123 @@
+"""Pure logic of incremental relabeling: versions, pairs, teacher sample, label merge, staleness, BM25 update."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relabel import incremental as inc
+from relabel.retrieval import BM25Index, passage_texts
+
+
+@pytest.mark.unit
+def test_plan_versions_new_changed_unchanged_deleted_and_restored() -> None:
+    current = {
+        "a": inc.CurrentVersion(1, "h1", False),
+        "b": inc.CurrentVersion(2, "h2", False),
+        "c": inc.CurrentVersion(1, "h3", False),
+        "gone": inc.CurrentVersion(3, None, True),  # type: ignore[arg-type]
+    }
+    plan = inc.plan_versions(current, {"a": "h1", "b": "h2b", "new": "h9", "gone": "h4"}, ["c", "never"])
+    assert [(p.doc_id, p.change, p.version, p.previous_version) for p in plan] == [
+        ("a", "unchanged", None, 1),
+        ("b", "changed", 3, 2),
+        ("gone", "changed", 4, 3),
+        ("new", "new", 1, None),
+        ("c", "deleted", 2, 1),
+        ("never", "missing", None, None),
+    ]
+
+
+@pytest.mark.unit
+def test_merge_labels_adds_missing_teacher_supersedes_student_and_nothing_is_relabeled() -> None:
+    current = {("q1", "d1", "h"): "student", ("q2", "d2", "h"): "teacher"}
+
+    def label(qid: str, doc: str, kind: str) -> dict:
+        return {"qid": qid, "doc_id": doc, "content_hash": "h", "labeler_kind": kind, "grade": 1}
+
+    merge = inc.merge_labels(
+        current,
+        [
+            label("q3", "d3", "student"),
+            label("q3", "d3", "teacher"),
+            label("q1", "d1", "teacher"),
+            label("q1", "d1", "student"),
+            label("q2", "d2", "student"),
+            label("q2", "d2", "teacher"),
+        ],
+    )
+    assert [(r["qid"], r["labeler_kind"]) for r in merge.insert] == [
+        ("q3", "student"),
+        ("q3", "teacher"),
+        ("q1", "teacher"),
+    ]
+    assert merge.retire == [(("q3", "d3", "h"), "student"), (("q1", "d1", "h"), "student")]
+
+
+@pytest.mark.unit
+def test_teacher_sample_is_deterministic_sized_and_order_free() -> None:
+    pairs = [{"qid": f"q{i}", "doc_id": f"d{i % 3}", "content_hash": "h"} for i in range(10)]
+    sample = inc.teacher_sample(pairs, 0.25, seed=13)
+    assert len(sample) == 3 == inc.sample_size(10, 0.25)
+    assert inc.teacher_sample(list(reversed(pairs)), 0.25, seed=13) == sample
+    assert inc.teacher_sample(pairs, 0.25, seed=14) != sample
+    assert inc.teacher_sample(pairs, 0.0, seed=13) == [] and len(inc.teacher_sample(pairs, 1.0, seed=13)) == 10
+    with pytest.raises(ValueError, match="within"):
+        inc.sample_size(5, 1.5)
+
+
+@pytest.mark.unit
+def test_retrain_decision_on_label_count_and_on_agreement() -> None:
+    args = {"min_teacher_labels": 10, "min_agreement": 0.5, "min_compared_pairs": 4}
+    assert not inc.retrain_decision(3, [1, 2, 3, 0], [1, 2, 3, 0], **args).stale
+    by_count = inc.retrain_decision(10, [], [], **args)
+    assert by_count.stale and "10 new teacher labels" in by_count.reason
+    drift = inc.retrain_decision(4, [0, 0, 0, 1], [3, 3, 2, 1], **args)
+    assert drift.stale and drift.agreement == 0.25 and "agreement 0.250" in drift.reason
+    assert not inc.retrain_decision(2, [0, 0], [3, 3], **args).stale, "too few compared pairs to judge drift"
+
+
+@pytest.mark.unit
+def test_diff_cursor_and_batch_ids(tmp_path: Path) -> None:
+    changes = inc.diff_hashes({"a": "1", "b": "2b", "n": "9"}, {"a": "1", "b": "2", "gone": "3"})
+    assert changes == inc.BatchChanges(("n",), ("b",), ("gone",))
+    assert not inc.diff_hashes({"a": "1"}, {"a": "1"})
+    cursor = inc.InboxCursor(3, {"inbox/a.md": inc.SourceState(5, 7, "ff")}, {"staging/x.md": "ee"})
+    assert inc.InboxCursor.parse(cursor.dump()) == cursor
+    assert inc.InboxCursor.parse('{"a.md": "5:7"}') == inc.InboxCursor(), "an old-style cursor starts fresh"
+    hashes = {"n": "9", "b": "2b"}
+    first = inc.make_batch_id(4, changes, hashes)
+    assert first.startswith("b000004-") and first == inc.make_batch_id(4, changes, hashes)
+    assert inc.make_batch_id(4, changes, {"n": "9", "b": "2c"}) != first
+
+
+@pytest.mark.unit
+def test_incremental_bm25_matches_a_rebuild_and_tokenizes_only_new_versions() -> None:
+    docs = [
+        {"doc_id": f"d{i}", "content_hash": f"h{i}", "title": f"doc {i}", "text": f"vpn gateway {i} " * (i + 1) * 40}
+        for i in range(6)
+    ]
+    _, tokens, tokenized = inc.build_bm25(docs[:4])
+    assert tokenized == sum(len(t) for t in tokens.values())
+    changed = {**docs[1], "content_hash": "h1b", "text": "kafka consumer lag runbook"}
+    later = [docs[0], changed, docs[2], docs[4], docs[5]]  # d3 deleted, d1 changed, d4 and d5 new
+    incremental, _, fresh = inc.build_bm25(later, tokens)
+    rebuilt = BM25Index.build(later)
+    assert fresh == sum(len(passage_texts(d)) for d in (changed, docs[4], docs[5])) < tokenized + 3
+    for a, b in zip(
+        incremental.doc_scores(["vpn gateway 4", "kafka lag"]),
+        rebuilt.doc_scores(["vpn gateway 4", "kafka lag"]),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert incremental.doc_ids == rebuilt.doc_ids
+
+
+@pytest.mark.unit
+def test_entering_pairs_and_term_overlap() -> None:
+    results = [[("d1", 3.0), ("new", 2.0)], [("d2", 1.0)]]
+    assert inc.entering_pairs(results, ["q1", "q2"], {"new": "hn"}) == [
+        {"qid": "q1", "doc_id": "new", "content_hash": "hn", "role": "entered_top_k", "bm25_rank": 2, "bm25_score": 2.0}
+    ]
+    tokens = inc.build_bm25([{"doc_id": "n", "content_hash": "h", "title": "Badge", "text": "replacement badge"}])[1]
+    assert inc.terms_overlap(["lost badge", "vpn setup"], tokens.values()) == [True, False]
