@@ -101,7 +101,9 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
     # batch 1: two new documents and one unreadable file
     inbox.mkdir()
     (inbox / "badge.md").write_text(BADGE + "Lost your office badge? Reception prints a replacement badge in Leeds.")
-    (inbox / "wifi.txt").write_text(WIFI + "Guests join the Kestrel-Guest wifi with the daily password; Windows laptops of staff use the VPN.")
+    (inbox / "wifi.txt").write_text(
+        WIFI + "Guests join the Kestrel-Guest wifi with the daily password; Windows laptops of staff use the VPN."
+    )
     (inbox / "broken.json").write_text("{oops")
     first, _ = run_sensor(defs, instance, "inbox_sensor", None)
     assert [r.partition_key for r in first.run_requests] == first.dynamic_partitions_requests[0].partition_keys
@@ -210,6 +212,13 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
     assert count(db, "select count(*) from relevance_labels where retired_at is null") == (
         baseline_labels + pairs1 - labels_v1 + pairs2
     )
+    # the exact figures of this scenario (scripted LLM, tiny corpus): 30 baseline pool labels, 11 new pairs in
+    # batch 1 (8 pool pairs of 4 new queries + 3 existing queries whose top-3 a new document entered), 6 in
+    # batch 2; 7 labels retired with the changed and the deleted document
+    assert (base["candidate_pools"], baseline_labels, pairs1, entered1, pairs2, labels_v1) == (30, 30, 11, 3, 6, 7)
+    assert count(db, "select count(*) from relevance_labels where retired_at is null") == 40
+    # baseline student + teacher rows, then student + teacher rows per batch: every label ever made is kept
+    assert count(db, "select count(*) from relevance_labels") == 2 * 30 + (11 + 6) + (6 + 3)
     failed = [
         e.check_name
         for e in job.execute_in_process(partition_key=batch2, instance=instance).get_asset_check_evaluations()

@@ -46,11 +46,8 @@ def test_whole_graph_materializes_and_second_run_makes_no_llm_calls(pipeline_res
 
 
 @pytest.mark.integration
-def test_inbox_file_flows_through_the_pipeline_after_a_sensor_request(pipeline_resources):
-    import dagster as dg
-
+def test_full_job_also_ingests_the_inbox(pipeline_resources):
     from relabel_assets.definitions import build_definitions
-    from sensors.inbox import build_inbox_sensor
 
     settings = pipeline_resources["settings"]
     defs = build_definitions(pipeline_resources)
@@ -64,10 +61,7 @@ def test_inbox_file_flows_through_the_pipeline_after_a_sensor_request(pipeline_r
         "type: faq\n---\nLost your office badge? Reception prints a replacement badge."
     )
     (inbox / "broken.json").write_text("{oops")
-    sensor = build_inbox_sensor(job.name, inbox)
-    request = sensor(dg.build_sensor_context()).run_requests[0]
-    assert request.tags["relabel/files"] == "2"
-    result = job.execute_in_process(tags=request.tags)
+    result = job.execute_in_process()
     assert result.success
     with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as conn:
         doc = conn.execute("select title, author from seed_corpus where doc_id = 'inbox/badge.md'").fetchall()
