@@ -42,6 +42,7 @@ incremental_relabel_job = dg.define_asset_job(
     "incremental_relabel_job",
     selection=dg.AssetSelection.groups(INCREMENTAL_GROUP),
     partitions_def=inbox_batches,
+    executor_def=dg.in_process_executor,  # a batch is small: one process, no per-step start-up
     description="One inbox batch: new document versions, BM25 update, queries, new pairs, teacher sample, "
     "student labels, relevance_labels.",
 )

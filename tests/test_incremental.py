@@ -3,7 +3,14 @@ what is new, relevance_labels retires instead of deleting, and a stale student i
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -225,3 +232,100 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
         if not e.passed
     ]
     assert failed == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+RUNS_QUERY = """{ runsOrError(filter: {pipelineName: "incremental_relabel_job"}) {
+  ... on Runs { results { runId status tags { key value } } } } }"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: Path) -> None:
+    root = copy_baseline(baseline, tmp_path / "root")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+    port = free_port()
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RELABEL_TEST_ROOT": str(root),
+        "RELABEL_TEST_BASELINE": str(baseline),
+        "RELABEL_SENSOR_INTERVAL_S": "1",
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    bin_dir = Path(sys.executable).parent
+    target = ["-f", str(repo / "tests" / "daemon_defs.py"), "-d", str(repo)]
+    logs = [(tmp_path / name).open("w") for name in ("daemon.log", "webserver.log")]
+    processes = [
+        subprocess.Popen(
+            [str(bin_dir / "dagster-daemon"), "run", *target],
+            env=env,
+            cwd=repo,
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), *target],
+            env=env,
+            cwd=repo,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    try:
+        (root / "inbox").mkdir()
+        (root / "inbox" / "badge.md").write_text(
+            BADGE + "Lost your office badge? Reception prints a replacement badge."
+        )
+        deadline = time.monotonic() + 100
+        status = None
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            assert all(p.poll() is None for p in processes), (tmp_path / "daemon.log").read_text()[-3000:]
+            try:
+                runs = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
+            except (OSError, KeyError, TypeError):
+                continue  # the webserver is still starting
+            if runs:
+                status = runs[0]["status"]
+                if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                    break
+        assert status == "SUCCESS", (tmp_path / "daemon.log").read_text()[-3000:]
+        tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+        assert tags["dagster/partition"].startswith("b000001-") and tags["relabel/new"] == "1"
+        db = str(root / "data" / "relabel.duckdb")
+        assert count(db, "select count(*) from document_versions where doc_id = 'inbox/badge.md'") == 1
+        assert (
+            count(db, "select count(*) from relevance_labels where doc_id = 'inbox/badge.md' and retired_at is null")
+            > 0
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
