@@ -430,6 +430,10 @@ def inbox_teacher_labels(
     client = llm.client(model=llm.model)
     with duckdb.get_connection() as conn:
         pairs = conn.execute(BATCH_PAIRS_SQL, [batch_id]).df().to_dict("records")
+        # failed calls (outage, budget) are tried again on a re-run; answers come from the LLM cache
+        conn.execute(
+            "delete from inbox_teacher_labels where batch_id = ? and status not in ('ok', 'unparsed')", [batch_id]
+        )
         graded = conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
         sample = inc.teacher_sample(pairs, settings.teacher_sample_rate, settings.seed)
         pending = inc.unlabeled_pairs(sample, graded)
@@ -505,6 +509,9 @@ def relevance_labels(
     or agreement with the teacher fell (the retrain sensor picks that up)."""
     started = time.perf_counter()
     batch_id = context.partition_key
+    with duckdb.get_connection() as conn:
+        if not table_exists(conn, "student_checkpoint"):
+            raise RuntimeError("no student checkpoint: run relabel_job once first")
     checkpoint = read_sql(
         duckdb,
         "select checkpoint_id, path, sha256, created_at from student_checkpoint order by created_at desc limit 1",

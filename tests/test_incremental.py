@@ -329,3 +329,22 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
                 process.kill()
         for log in logs:
             log.close()
+
+
+@pytest.mark.integration
+def test_a_batch_without_a_baseline_fails_with_the_reason_and_keeps_its_snapshot(tmp_path: Path) -> None:
+    resources = incremental_resources(tmp_path, tmp_path / "corpus", tmp_path / "judgments")
+    defs = build_definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "badge.md").write_text(BADGE + "Reception prints a replacement badge.")
+    result, _ = run_sensor(defs, instance, "inbox_sensor", None)
+    key = result.run_requests[0].partition_key
+    instance.add_dynamic_partitions("inbox_batches", [key])
+    run = defs.resolve_job_def("incremental_relabel_job").execute_in_process(
+        partition_key=key, instance=instance, raise_on_error=False
+    )
+    assert not run.success
+    failure = run.get_step_failure_events()[0].event_specific_data.error
+    assert "run `relabel run` (relabel_job) once first" in str(failure.cause or failure.message)
+    assert (resources["settings"].batches_path() / key / "files" / "inbox" / "badge.md").exists()
