@@ -26,7 +26,8 @@ def test_only_single_select_statements(sql: str) -> None:
 
 def test_training_set_model_reads_its_upstream() -> None:
     models = {m.name: m for m in discover_sql_models(sql_models_dir())}
-    assert models["training_set"].upstream == ("seed_corpus", "synthetic_queries", "teacher_labels")
+    upstream = ("inbox_teacher_labels", "seed_corpus", "synthetic_queries", "teacher_labels")
+    assert models["training_set"].upstream == upstream
 
 
 def test_editing_a_file_changes_code_version_and_asset(tmp_path: Path) -> None:
