@@ -176,6 +176,13 @@ def diff_hashes(current: Mapping[str, str], previous: Mapping[str, str]) -> Batc
     )
 
 
+def next_sequence(cursor_sequence: int, existing_batch_ids: Iterable[str]) -> int:
+    """The next batch's sequence: after the cursor's and after every registered batch (so a reset cursor
+    cannot reuse an older sequence number)."""
+    registered = [int(key[1:7]) for key in existing_batch_ids if len(key) > 7 and key[0] == "b" and key[1:7].isdigit()]
+    return max([cursor_sequence, *registered]) + 1
+
+
 def make_batch_id(sequence: int, changes: BatchChanges, hashes: Mapping[str, str]) -> str:
     """``b<sequence, 6 digits>-<hash of the changes>``: sorts in arrival order and names its content."""
     blob = json.dumps(

@@ -53,7 +53,7 @@ def build_inbox_sensor(job_name: str, inbox: Path | None = None) -> dg.SensorDef
         )
         if not changes:
             return dg.SkipReason(f"no new, changed or deleted documents in {folder} or {settings.staging_table}")
-        sequence = cursor.sequence + 1
+        sequence = inc.next_sequence(cursor.sequence, context.instance.get_dynamic_partitions(inbox_batches.name))
         hashes = {**file_hashes, **staging}
         batch_id = inc.make_batch_id(sequence, changes, hashes)
         sources: dict[str, Path | str] = {d: folder / d.removeprefix(inc.INBOX_PREFIX) for d in files}

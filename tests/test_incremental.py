@@ -261,6 +261,10 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+    # create the instance's storage first: the daemon and the webserver would race to migrate a fresh one
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
     port = free_port()
     repo = Path(__file__).resolve().parents[1]
     env = {

@@ -89,6 +89,8 @@ def test_diff_cursor_and_batch_ids(tmp_path: Path) -> None:
     first = inc.make_batch_id(4, changes, hashes)
     assert first.startswith("b000004-") and first == inc.make_batch_id(4, changes, hashes)
     assert inc.make_batch_id(4, changes, {"n": "9", "b": "2c"}) != first
+    assert inc.next_sequence(3, []) == 4
+    assert inc.next_sequence(0, ["b000007-abc", "b000002-def", "other"]) == 8, "a reset cursor continues the sequence"
 
 
 @pytest.mark.unit
