@@ -14,13 +14,27 @@ from relabel import paths
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+# one DuckDB writer at a time; inbox batches run one at a time, in the order the sensor requested them
+DAGSTER_YAML = """concurrency:
+  pools:
+    default_limit: 1
+  runs:
+    tag_concurrency_limits:
+      - key: relabel/queue
+        value: inbox_batches
+        limit: 1
+telemetry:
+  enabled: false
+"""
+
+
 def _dagster_home() -> Path:
     """``DAGSTER_HOME`` (default ``<data dir>/dagster_home``) with a dagster.yaml that serializes DuckDB writers."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(paths.data_dir() / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+        config.write_text(DAGSTER_YAML)
     return home
 
 

@@ -66,7 +66,7 @@ def build_inbox_sensor(job_name: str, inbox: Path | None = None) -> dg.SensorDef
                 dg.RunRequest(
                     run_key=batch_id,
                     partition_key=batch_id,
-                    tags={f"relabel/{k}": str(v) for k, v in counts.items()},
+                    tags={"relabel/queue": inbox_batches.name, **{f"relabel/{k}": str(v) for k, v in counts.items()}},
                 )
             ],
             dynamic_partitions_requests=[inbox_batches.build_add_request([batch_id])],

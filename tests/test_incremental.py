@@ -18,6 +18,7 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
+from relabel.cli import DAGSTER_YAML
 from relabel_assets.definitions import build_definitions
 from resources.llm import LLMGateway
 from resources.model_store import ModelStore
@@ -260,7 +261,7 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
     root = copy_baseline(baseline, tmp_path / "root")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)  # the configuration `relabel ui` writes
     # create the instance's storage first: the daemon and the webserver would race to migrate a fresh one
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)

@@ -49,7 +49,12 @@ def test_inbox_sensor_requests_one_partitioned_run_per_batch(pipeline_resources)
     assert first.dynamic_partitions_requests[0].partitions_def_name == "inbox_batches"
     assert first.dynamic_partitions_requests[0].partition_keys == [request.partition_key]
     assert request.partition_key.startswith("b000001-") and request.run_key == request.partition_key
-    assert request.tags == {"relabel/new": "2", "relabel/changed": "0", "relabel/deleted": "0"}
+    assert request.tags == {
+        "relabel/queue": "inbox_batches",
+        "relabel/new": "2",
+        "relabel/changed": "0",
+        "relabel/deleted": "0",
+    }
     manifest = inc.BatchManifest.load(settings.batches_path() / request.partition_key)
     assert sorted(manifest.added) == ["inbox/a.md", "inbox/sub/b.txt"]
     snapshot = settings.batches_path() / request.partition_key / "files" / "inbox" / "sub" / "b.txt"
@@ -62,7 +67,12 @@ def test_inbox_sensor_requests_one_partitioned_run_per_batch(pipeline_resources)
     changed = _evaluate(sensor, pipeline_resources, instance, first.cursor)
     assert len(changed.run_requests) == 1
     assert changed.run_requests[0].partition_key.startswith("b000002-")
-    assert changed.run_requests[0].tags == {"relabel/new": "0", "relabel/changed": "1", "relabel/deleted": "0"}
+    assert changed.run_requests[0].tags == {
+        "relabel/queue": "inbox_batches",
+        "relabel/new": "0",
+        "relabel/changed": "1",
+        "relabel/deleted": "0",
+    }
     assert inc.BatchManifest.load(settings.batches_path() / changed.run_requests[0].partition_key).changed == {
         "inbox/a.md": inc.text_sha256("# A\nfirst document, edited and longer")
     }
@@ -94,7 +104,12 @@ def test_inbox_sensor_reads_the_staging_table_as_a_second_source(pipeline_resour
     with duckdb.connect(database) as conn:
         conn.execute("delete from inbox_staging")
     gone = _evaluate(sensor, pipeline_resources, instance, first.cursor)
-    assert gone.run_requests[0].tags == {"relabel/new": "0", "relabel/changed": "0", "relabel/deleted": "1"}
+    assert gone.run_requests[0].tags == {
+        "relabel/queue": "inbox_batches",
+        "relabel/new": "0",
+        "relabel/changed": "0",
+        "relabel/deleted": "1",
+    }
 
 
 @pytest.mark.unit
