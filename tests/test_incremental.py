@@ -176,6 +176,7 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
     second, _ = run_sensor(defs, instance, "inbox_sensor", first.cursor)
     batch2 = second.run_requests[0].partition_key
     assert batch2 != batch1 and second.run_requests[0].tags == {
+        "relabel/queue": "inbox_batches",
         "relabel/new": "1",
         "relabel/changed": "1",
         "relabel/deleted": "1",
