@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--teacher", nargs="+", default=DEFAULT_TEACHERS, help="recorded run names in runs/")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
-    parser.add_argument("--recipe", default="cross-encoder", choices=["cross-encoder", "slm"])
+    parser.add_argument("--recipe", default="cross-encoder", choices=["cross-encoder", "bi-encoder", "slm"])
     parser.add_argument("--objective", default="soft", choices=["soft", "regression"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=300)
@@ -120,7 +120,7 @@ def main() -> None:
     teacher_frame = teacher_frame[teacher_frame["status"] == "ok"].rename(
         columns={"grade": "teacher_grade", "expected_grade": "teacher_score"})
     frame = human.merge(teacher_frame.drop(columns="status"), on=["qid", "doc_id"])
-    base = str(minilm_dir()) if args.recipe == "cross-encoder" else ""
+    base = "" if args.recipe == "slm" else str(minilm_dir())
     config = StudentConfig(base_model=base, recipe=args.recipe, objective=args.objective, epochs=args.epochs,
                            max_steps=args.max_steps, lora_r=args.lora_r)
     folds = query_folds(list(frame["qid"].unique()), args.folds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 STUDENT_CONFIG_FILE = "relabel_student.json"
-RECIPES = ("cross-encoder", "slm")
+RECIPES = ("cross-encoder", "bi-encoder", "slm")
 OBJECTIVES = ("soft", "regression")
 
 
@@ -159,6 +159,57 @@ def final_thresholds(labeler: Labeler, queries: Sequence[str], docs: Sequence[st
 
 
 
+def fit_epochs(
+    modules: Sequence[Any],
+    optimizer: Any,
+    batch_loss: Callable[[list[int]], Any],
+    labeler: Labeler,
+    texts: tuple[Sequence[str], Sequence[str]],
+    grades: np.ndarray,
+    split: tuple[list[int], list[int]],
+    config: StudentConfig,
+) -> tuple[list[dict[str, Any]], float | None]:
+    """The epoch loop shared by the encoder recipes: seeded shuffles, ``batch_loss`` per batch of row
+    indices, validation kappa with the teacher after each epoch, the best epoch's weights restored, and
+    early stopping after ``patience`` epochs without improvement. Returns (history, best validation kappa)."""
+    train_idx, val_idx = split
+    shuffler = random.Random(config.seed)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, list[dict[str, Any]]] | None = None
+    stale_epochs = 0
+    for epoch in range(config.epochs):
+        for module in modules:
+            module.train()
+        order = train_idx[:]
+        shuffler.shuffle(order)
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            loss = batch_loss(order[start : start + config.batch_size])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        for module in modules:
+            module.eval()
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
+        history.append(record)
+        if not val_idx:
+            continue
+        kappa, _ = validation_kappa(labeler, texts[0], texts[1], grades, train_idx, val_idx)
+        record["val_kappa_vs_teacher"] = kappa
+        if best is None or kappa > best[0]:
+            best = (kappa, [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules])
+            stale_epochs = 0
+        else:
+            stale_epochs += 1
+            if stale_epochs >= config.patience:
+                break
+    if best is not None:
+        for module, state in zip(modules, best[1], strict=True):
+            module.load_state_dict(state)
+    return history, None if best is None else best[0]
+
+
 def write_meta(out_dir: Path, config: StudentConfig, **extra: Any) -> dict[str, Any]:
     """Write ``relabel_student.json`` (config, thresholds, history, counts) and return it."""
     meta = {**asdict(config), **extra}
@@ -184,6 +235,10 @@ def train_student(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir
         from relabel.student_slm import train_slm
 
         return train_slm(rows, config, out_dir)
+    if config.recipe == "bi-encoder":
+        from relabel.student_bi_encoder import train_bi_encoder
+
+        return train_bi_encoder(rows, config, out_dir)
     from relabel.student_cross_encoder import train_cross_encoder
 
     return train_cross_encoder(rows, config, out_dir)
@@ -196,6 +251,10 @@ def load_student(directory: Path) -> Labeler:
         from relabel.student_slm import SLMLabeler
 
         return SLMLabeler.load(Path(directory))
+    if meta.get("recipe") == "bi-encoder":
+        from relabel.student_bi_encoder import BiEncoderLabeler
+
+        return BiEncoderLabeler.load(Path(directory))
     from relabel.student_cross_encoder import CrossEncoderLabeler
 
     return CrossEncoderLabeler.load(Path(directory))

@@ -4,7 +4,6 @@ grade distribution (``soft``) or one output regressing the expected grade (``reg
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +17,12 @@ from relabel.student import (
     Labeler,
     StudentConfig,
     final_thresholds,
+    fit_epochs,
     pair_text,
     query_group_split,
     read_meta,
     seed_everything,
     target_distribution,
-    validation_kappa,
     write_meta,
 )
 
@@ -93,10 +92,8 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.
 
 
 def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
-    """Fine-tune on the teacher's labels and save to ``out_dir`` (Hugging Face format).
-
-    Validation split by query; after each epoch the validation kappa with the teacher decides which
-    weights are kept, and training stops after ``patience`` epochs without improvement."""
+    """Fine-tune on the teacher's labels (validation split by query, early stopping on validation kappa with
+    the teacher) and save to ``out_dir`` in Hugging Face format."""
     seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -109,40 +106,14 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
     grades = np.array([int(r["grade"]) for r in rows])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     labeler = CrossEncoderLabeler(model, tokenizer, config.max_length, [0.75, 1.5, 2.25])
-    history: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
-    stale_epochs = 0
+
+    def batch_loss(idx: list[int]) -> torch.Tensor:
+        batch = encode(tokenizer, queries, docs, idx, config.max_length)
+        return _loss(model(**batch).logits, targets[idx], config.objective)
+
     started = time.perf_counter()
-    shuffler = random.Random(config.seed)
-    for epoch in range(config.epochs):
-        model.train()
-        order = train_idx[:]
-        shuffler.shuffle(order)
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            batch = encode(tokenizer, queries, docs, idx, config.max_length)
-            loss = _loss(model(**batch).logits, targets[idx], config.objective)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        model.eval()
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
-        if val_idx:
-            kappa, _ = validation_kappa(labeler, queries, docs, grades, train_idx, val_idx)
-            record["val_kappa_vs_teacher"] = kappa
-            if best is None or kappa > best[0]:
-                best = (kappa, {k: v.detach().clone() for k, v in model.state_dict().items()})
-                stale_epochs = 0
-            else:
-                stale_epochs += 1
-        history.append(record)
-        if val_idx and stale_epochs >= config.patience:
-            break
-    if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
+    history, best_kappa = fit_epochs([model], optimizer, batch_loss, labeler, (queries, docs), grades,
+                                     (train_idx, val_idx), config)
     labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
@@ -151,7 +122,7 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         config,
         thresholds=labeler.thresholds,
         history=history,
-        best_val_kappa_vs_teacher=None if best is None else best[0],
+        best_val_kappa_vs_teacher=best_kappa,
         train_rows=len(train_idx),
         val_rows=len(val_idx),
         train_seconds=time.perf_counter() - started,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModel, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from relabel.models import minilm_dir
 from relabel.student import (
@@ -81,24 +81,25 @@ def test_unknown_recipe_or_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("objective", ["soft", "regression"])
-def test_cross_encoder_training_changes_weights_and_round_trips(tmp_path: Path, objective: str) -> None:
-    base = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=1)
-    before = base.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
-    config = StudentConfig(base_model=str(minilm_dir()), objective=objective, epochs=2, batch_size=4, max_length=64,
-                           val_fraction=0.25)
+@pytest.mark.parametrize(("recipe", "objective"),
+                         [("cross-encoder", "soft"), ("cross-encoder", "regression"), ("bi-encoder", "soft")])
+def test_encoder_training_changes_weights_and_round_trips(tmp_path: Path, recipe: str, objective: str) -> None:
+    before = AutoModel.from_pretrained(str(minilm_dir())).encoder.layer[0].attention.self.query.weight.detach()
+    config = StudentConfig(base_model=str(minilm_dir()), recipe=recipe, objective=objective, epochs=2, batch_size=4,
+                           max_length=64, val_fraction=0.25)
     meta = train_student(ROWS, config, tmp_path / "ckpt")
     assert meta["history"][0]["train_loss"] > 0 and len(meta["thresholds"]) == 3
     assert "val_kappa_vs_teacher" in meta["history"][0] and meta["val_rows"] > 0
     labeler = load_student(tmp_path / "ckpt")
-    after = labeler.model.bert.encoder.layer[0].attention.self.query.weight
+    after = labeler.model.base_model.encoder.layer[0].attention.self.query.weight
     assert not torch.equal(before, after), "training must change the encoder weights"
     scores, grades, probabilities = labeler.predict_with_probabilities(QUERIES, DOCS)
     again_scores, again_grades = load_student(tmp_path / "ckpt").predict(QUERIES, DOCS)
     assert np.array_equal(scores, again_scores) and np.array_equal(grades, again_grades)
     assert np.allclose(probabilities.sum(1), 1) and np.allclose(scores, probabilities @ np.arange(4))
     assert ((scores >= 0) & (scores <= 3)).all() and (tmp_path / "ckpt" / "model.safetensors").exists()
-    assert json.loads((tmp_path / "ckpt" / "relabel_student.json").read_text())["objective"] == objective
+    stored = json.loads((tmp_path / "ckpt" / "relabel_student.json").read_text())
+    assert (stored["recipe"], stored["objective"]) == (recipe, objective)
 
 
 @pytest.mark.integration
