@@ -46,7 +46,7 @@ from relabel.benchmarks import demo_corpus_dir  # noqa: E402
 from relabel.documents import scan_directory  # noqa: E402
 from relabel.models import minilm_dir  # noqa: E402
 from relabel.query_synthesis import query_id  # noqa: E402
-from relabel.student import StudentConfig, train_cross_encoder  # noqa: E402
+from relabel.student import StudentConfig, train_student  # noqa: E402
 from relabel.warehouse import replace_table  # noqa: E402
 from relabel_assets.definitions import build_definitions  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
@@ -82,7 +82,7 @@ def template_queries(documents: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def train_student(out: Path, documents: list[dict[str, Any]], queries: pd.DataFrame) -> Path:
+def train_bench_student(out: Path, documents: list[dict[str, Any]], queries: pd.DataFrame) -> Path:
     """One small checkpoint (1 epoch on seed pairs and shifted negatives with graded targets), trained once."""
     docs = {d["doc_id"]: d for d in documents}
     records = queries.to_dict("records")[:48]
@@ -100,7 +100,7 @@ def train_student(out: Path, documents: list[dict[str, Any]], queries: pd.DataFr
                     "expected_grade": float(grade),
                 }
             )
-    train_cross_encoder(rows, StudentConfig(base_model=str(minilm_dir()), epochs=1, max_length=128), out)
+    train_student(rows, StudentConfig(base_model=str(minilm_dir()), epochs=1, max_length=128), out)
     return out
 
 
@@ -215,7 +215,7 @@ def main() -> None:
     print(f"working in {work}")
     started = time.perf_counter()
     first_docs = [d.as_row() for d in scan_directory(demo_corpus_dir())[0]]
-    checkpoint = train_student(work / "student", first_docs, template_queries(first_docs))
+    checkpoint = train_bench_student(work / "student", first_docs, template_queries(first_docs))
     print(f"student checkpoint trained once in {time.perf_counter() - started:.1f} s\n")
     figures = {}
     for scale in args.scales:

@@ -1,7 +1,8 @@
--- training_set: teacher-graded pairs with query and document text, for the student: the full pipeline's
--- candidate-pool pairs, plus the teacher's sampled labels of inbox batches (newest per pair, which wins)
+-- training_set: teacher-graded pairs with query and document text and the teacher's grade probabilities
+-- (null when it gave none), for the student: the full pipeline's candidate-pool pairs, plus the teacher's
+-- sampled labels of inbox batches (newest per pair, which wins)
 with graded as (
-    select qid, doc_id, grade, expected_grade, labeler_id
+    select qid, doc_id, grade, expected_grade, p0, p1, p2, p3, labeler_id
     from teacher_labels
     where status = 'ok' and pair_source = 'pool'
 ),
@@ -15,7 +16,9 @@ documents as (
 ),
 
 inbox_graded as (
-    select qid, query_text, doc_id, title, doc_text, grade, expected_grade, labeler_id as teacher_id
+    select
+        qid, query_text, doc_id, title, doc_text, grade, expected_grade, p0, p1, p2, p3,
+        labeler_id as teacher_id
     from inbox_teacher_labels
     where status = 'ok'
     qualify row_number() over (partition by qid, doc_id order by labeled_at desc) = 1
@@ -30,6 +33,10 @@ pipeline_graded as (
         documents.doc_text,
         graded.grade,
         graded.expected_grade,
+        graded.p0,
+        graded.p1,
+        graded.p2,
+        graded.p3,
         graded.labeler_id as teacher_id
     from graded
     inner join queries on graded.qid = queries.qid

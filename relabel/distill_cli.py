@@ -1,8 +1,9 @@
-"""``relabel distill`` and ``relabel label``: the student recipe and labeling from files alone."""
+"""``relabel distill`` and ``relabel label``: the student recipes and labeling from files alone."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from pathlib import Path
 
@@ -10,53 +11,80 @@ import click
 
 from relabel.benchmarks import read_docs_jsonl, read_queries
 
+LABEL_CHUNK = 512
 
-def _pairs_file(path: Path) -> list[tuple[str, str]]:
-    """(qid, docid) pairs from a qrels-like file (``qid 0 docid [grade]``) or ``qid docid`` lines."""
+
+def read_pairs_file(path: Path) -> list[tuple[str, str]]:
+    """(qid, docid) pairs from a qrels- or run-like file (``qid 0 docid ...``) or ``qid docid`` lines."""
     pairs = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         parts = line.split()
-        if len(parts) == 2:
-            pairs.append((parts[0], parts[1]))
-        elif len(parts) >= 3:
-            pairs.append((parts[0], parts[2]))
-    return pairs
+        if not parts:
+            continue
+        if len(parts) == 1:
+            raise click.BadParameter(f"{path}:{number}: expected 'qid docid' or 'qid 0 docid ...'")
+        pairs.append((parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[2]))
+    return list(dict.fromkeys(pairs))
+
+
+def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[dict]) -> list[dict]:
+    """Student training rows: teacher-labeled pairs whose query and document texts are known."""
+    return [
+        {"qid": r["qid"], "query_text": queries[r["qid"]], "doc_id": r["doc_id"], "title": docs[r["doc_id"]]["title"],
+         "doc_text": docs[r["doc_id"]]["text"], "grade": int(r["grade"]), "expected_grade": r["expected_grade"],
+         **{f"p{g}": r[f"p{g}"] for g in range(4)}}
+        for r in labels
+        if r["status"] == "ok" and r["qid"] in queries and r["doc_id"] in docs
+    ]
 
 
 @click.command()
 @click.option("--queries", "queries_path", type=click.Path(exists=True, path_type=Path), required=True,
               help="queries.tsv (qid TAB text)")
 @click.option("--docs", "docs_path", type=click.Path(exists=True, path_type=Path), required=True,
-              help="docs.jsonl ({'docid', 'text'})")
+              help="docs.jsonl ({'docid', 'text'[, 'title']})")
 @click.option("--teacher-labels", "runs", type=click.Path(exists=True, path_type=Path), multiple=True, required=True,
-              help="TREC qrels-format teacher labeling; repeat for an ensemble (majority vote)")
+              help="TREC qrels-format teacher labeling; repeat for an ensemble (majority grade, vote shares as "
+                   "soft targets)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--epochs", default=3, show_default=True)
-@click.option("--base-model", default="", help="local Hugging Face folder (default: the MiniLM-L6 package)")
-def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir: Path, epochs: int,
-            base_model: str) -> None:
-    """Train the cross-encoder student on teacher labels from files (the same code as the asset)."""
+@click.option("--recipe", type=click.Choice(["cross-encoder", "slm"]), default="cross-encoder", show_default=True)
+@click.option("--objective", type=click.Choice(["soft", "regression"]), default="soft", show_default=True,
+              help="cross-encoder loss")
+@click.option("--epochs", default=2, show_default=True, help="cross-encoder epochs (early stopping may end sooner)")
+@click.option("--max-steps", default=300, show_default=True, help="SLM optimizer steps")
+@click.option("--lora-r", default=0, show_default=True, help="SLM LoRA rank (0 = full fine-tuning)")
+@click.option("--base-model", default="",
+              help="local Hugging Face folder, or for the SLM a .gguf path or alias (default: MiniLM-L6 for the "
+                   "cross-encoder, smollm2-135m for the SLM)")
+@click.option("--seed", default=13, show_default=True)
+def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir: Path, recipe: str, objective: str,
+            epochs: int, max_steps: int, lora_r: int, base_model: str, seed: int) -> None:
+    """Train a student on teacher labels from files (the same code as the student_checkpoint asset)."""
     from relabel.models import minilm_dir
-    from relabel.student import StudentConfig, train_cross_encoder
-    from relabel.teacher_votes import combine_votes, read_recorded_labels
+    from relabel.student import StudentConfig, model_card, train_student
+    from relabel.teacher_votes import recorded_teacher
 
     queries = read_queries(queries_path)
-    members = []
-    for run in runs:
-        labels = read_recorded_labels(run)
-        members.append([{"pair_source": "file", "qid": q, "doc_id": d, "labeler_id": run.stem, "model": run.stem,
-                         "prompt_id": None, "prompt_version": None, "status": "ok", "grade": g,
-                         "expected_grade": float(g), "p0": None, "p1": None, "p2": None, "p3": None,
-                         "error": None, "latency_s": None} for (q, d), g in labels.items() if q in queries])
-    labels = members[0] if len(members) == 1 else combine_votes(members, "ensemble")
+    labels = recorded_teacher(list(runs), set(queries))
     docs = read_docs_jsonl(docs_path, {row["doc_id"] for row in labels})
-    rows = [{"qid": r["qid"], "query_text": queries[r["qid"]], "title": docs[r["doc_id"]]["title"],
-             "doc_text": docs[r["doc_id"]]["text"], "grade": r["grade"], "expected_grade": r["expected_grade"]}
-            for r in labels if r["status"] == "ok" and r["doc_id"] in docs]
+    rows = training_rows(queries, docs, labels)
+    if not rows:
+        raise click.ClickException("no teacher-labeled pair has both its query and its document in the inputs")
     click.echo(f"training on {len(rows)} teacher-labeled pairs over {len({r['qid'] for r in rows})} queries")
-    meta = train_cross_encoder(rows, StudentConfig(base_model=base_model or str(minilm_dir()), epochs=epochs),
-                               out_dir)
-    click.echo(f"saved to {out_dir} in {meta['train_seconds']:.0f} s; history {meta['history']}")
+    default_base = str(minilm_dir()) if recipe == "cross-encoder" else ""
+    config = StudentConfig(base_model=base_model or default_base, recipe=recipe, objective=objective, epochs=epochs,
+                           max_steps=max_steps, lora_r=lora_r, seed=seed)
+    meta = train_student(rows, config, out_dir)
+    teacher_id = "+".join(run.stem for run in runs)
+    (out_dir / "README.md").write_text(model_card(meta, teacher_id, _files_hash([queries_path, docs_path, *runs])))
+    click.echo(f"saved to {out_dir} in {meta['train_seconds']:.0f} s; thresholds {meta['thresholds']}")
+
+
+def _files_hash(paths: list[Path]) -> str:
+    """sha256 over the input files' hashes: the training data's identity."""
+    from relabel.paths import file_sha256
+
+    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
 
 
 @click.command()
@@ -66,24 +94,37 @@ def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir
 @click.option("--pairs", "pairs_path", type=click.Path(exists=True, path_type=Path), required=True,
               help="pairs to label: 'qid 0 docid ...' (qrels/run-like) or 'qid docid' lines")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
-              help="TREC qrels-format grades; expected grades go to <out>.scores.tsv")
+              help="TREC qrels-format grades; grade probabilities go to <out>.probs.tsv")
 def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path, out_path: Path) -> None:
     """Label any list of pairs with a student checkpoint."""
-    from relabel.student import CrossEncoderLabeler, pair_text
+    from relabel.student import load_student, pair_text
+    from relabel.student_cross_encoder import set_inference_threads
 
     queries = read_queries(queries_path)
-    pairs = [(q, d) for q, d in _pairs_file(pairs_path) if q in queries]
+    pairs = read_pairs_file(pairs_path)
     docs = read_docs_jsonl(docs_path, {d for _, d in pairs})
-    pairs = [(q, d) for q, d in pairs if d in docs]
-    labeler = CrossEncoderLabeler.load(model_dir)
+    missing = [(q, d) for q, d in pairs if q not in queries or d not in docs]
+    if missing:
+        click.echo(f"skipping {len(missing)} pairs whose query or document is not in the inputs, e.g. {missing[0]}",
+                   err=True)
+    pairs = [(q, d) for q, d in pairs if q in queries and d in docs]
+    set_inference_threads()
+    labeler = load_student(model_dir)
     started = time.perf_counter()
-    scores, grades = labeler.predict([queries[q] for q, _ in pairs],
-                                     [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]})
-                                      for _, d in pairs])
+    rows = []
+    chunks = range(0, len(pairs), LABEL_CHUNK)
+    with click.progressbar(chunks, label="labeling", file=click.get_text_stream("stderr")) as bar:
+        for start in bar:
+            chunk = pairs[start : start + LABEL_CHUNK]
+            scores, grades, probs = labeler.predict_with_probabilities(
+                [queries[q] for q, _ in chunk],
+                [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for _, d in chunk],
+            )
+            rows.extend(zip(chunk, scores, grades, probs, strict=True))
     seconds = time.perf_counter() - started
-    out_path.write_text("".join(f"{q} 0 {d} {g}\n" for (q, d), g in zip(pairs, grades, strict=True)))
-    with open(f"{out_path}.scores.tsv", "w", newline="") as handle:
+    out_path.write_text("".join(f"{q} 0 {d} {g}\n" for (q, d), _, g, _ in rows))
+    with open(f"{out_path}.probs.tsv", "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(["qid", "docid", "expected_grade", "grade"])
-        writer.writerows([q, d, f"{s:.4f}", g] for (q, d), s, g in zip(pairs, scores, grades, strict=True))
-    click.echo(f"labeled {len(pairs)} pairs in {seconds:.1f} s ({len(pairs) / max(seconds, 1e-9):.0f} pairs/s)")
+        writer.writerow(["qid", "docid", "p0", "p1", "p2", "p3", "expected_grade", "grade"])
+        writer.writerows([q, d, *(f"{p:.5f}" for p in prob), f"{s:.5f}", g] for (q, d), s, g, prob in rows)
+    click.echo(f"labeled {len(rows)} pairs in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} pairs/s)")

@@ -67,7 +67,8 @@ TABLES_DDL = {
         create table if not exists inbox_teacher_labels (
             qid varchar, doc_id varchar, content_hash varchar, query_text varchar, title varchar, doc_text varchar,
             labeler_id varchar, model varchar, prompt_id varchar, prompt_version varchar, status varchar,
-            grade integer, expected_grade double, raw_answer varchar, error varchar, batch_id varchar,
+            grade integer, expected_grade double, p0 double, p1 double, p2 double, p3 double, raw_answer varchar,
+            error varchar, batch_id varchar,
             labeled_at timestamp, primary key (qid, doc_id, content_hash))""",
     "relevance_labels": """
         create table if not exists relevance_labels (

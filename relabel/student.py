@@ -1,41 +1,97 @@
-"""The student: a MiniLM-L6 cross-encoder fine-tuned on teacher grades, with grade thresholds fitted
-so its grade distribution matches the teacher's (no human labels involved)."""
+"""The student: what every recipe shares (configuration, query-grouped split, grade thresholds, targets,
+model card) and the entry points ``train_student`` and ``load_student`` that dispatch on the recipe.
+
+Recipes: ``cross-encoder`` (MiniLM-L6 with a 4-grade head, ``relabel.student_cross_encoder``) and ``slm``
+(a causal LM fine-tuned with trl to answer the grade digit, ``relabel.student_slm``). Both give a
+probability per grade; the expected grade is the score, and grades come from thresholds fitted so the
+student's grade shares match the teacher's (no human labels involved)."""
 
 from __future__ import annotations
 
 import json
 import random
-import time
 import zlib
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from sklearn.metrics import cohen_kappa_score
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 STUDENT_CONFIG_FILE = "relabel_student.json"
+RECIPES = ("cross-encoder", "bi-encoder", "slm")
+OBJECTIVES = ("soft", "regression")
 
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """Training settings of the cross-encoder recipe."""
+    """Training settings. ``objective`` applies to the cross-encoder: ``soft`` = cross-entropy against the
+    teacher's grade distribution (4-grade head), ``regression`` = MSE on the expected grade (1 output).
+    ``max_steps`` and ``lora_r`` apply to the SLM (``lora_r`` 0 = full fine-tuning)."""
 
     base_model: str
+    recipe: str = "cross-encoder"
+    objective: str = "soft"
     max_length: int = 256
     batch_size: int = 16
-    epochs: int = 3
-    learning_rate: float = 4e-5
+    epochs: int = 2
+    learning_rate: float = 3e-5
     val_fraction: float = 0.2
+    patience: int = 1
     seed: int = 13
+    max_steps: int = 300
+    lora_r: int = 0
+    max_doc_chars: int = 600
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown student recipe {self.recipe!r}: use one of {', '.join(RECIPES)}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StudentConfig:
+        """The config stored in a checkpoint's ``relabel_student.json`` (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+class Labeler:
+    """A loaded student: recipes implement ``probabilities``; grades come from ``thresholds``."""
+
+    thresholds: list[float]
+
+    def probabilities(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+        """(n, 4) grade probabilities per pair."""
+        raise NotImplementedError
+
+    def predict_with_probabilities(
+        self, queries: Sequence[str], docs: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(expected grades, grades, (n, 4) probabilities)."""
+        probabilities = self.probabilities(queries, docs)
+        scores = expected_grades(probabilities)
+        return scores, apply_thresholds(scores, self.thresholds), probabilities
+
+    def predict(self, queries: Sequence[str], docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(expected grades, grades)."""
+        scores, grades, _ = self.predict_with_probabilities(queries, docs)
+        return scores, grades
 
 
 def pair_text(row: dict[str, Any]) -> str:
-    """Document side of the cross-encoder input: title, then body."""
-    return f"{row['title']}. {row['doc_text']}"
+    """Document side of a student input: title, then body."""
+    title = str(row.get("title") or "").strip()
+    return f"{title}. {row['doc_text']}" if title else str(row["doc_text"])
+
+
+def seed_everything(seed: int) -> None:
+    """Fixed seeds for Python, NumPy and torch."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def query_group_split(rows: Sequence[dict[str, Any]], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -53,6 +109,22 @@ def query_group_split(rows: Sequence[dict[str, Any]], val_fraction: float, seed:
     return train, val
 
 
+def target_distribution(row: dict[str, Any]) -> list[float]:
+    """The teacher's grade distribution for a row: its probabilities p0-p3 when it gave them (an ensemble's
+    vote shares included), else all mass on its grade."""
+    probs = [row.get(f"p{g}") for g in range(4)]
+    if all(p is not None and not (isinstance(p, float) and np.isnan(p)) for p in probs):
+        total = float(sum(probs))
+        if total > 0:
+            return [float(p) / total for p in probs]
+    return [1.0 if g == int(row["grade"]) else 0.0 for g in range(4)]
+
+
+def expected_grades(probabilities: np.ndarray) -> np.ndarray:
+    """Expected grade (0-3) from (n, 4) grade probabilities."""
+    return probabilities @ np.arange(4, dtype=np.float64)
+
+
 def fit_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[float]:
     """Cut points on the expected-grade scale so predicted grade shares equal the teacher's shares."""
     shares = np.array([(grades == g).mean() for g in range(4)])
@@ -65,117 +137,148 @@ def apply_thresholds(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndar
     return np.searchsorted(np.asarray(thresholds), scores, side="left").astype(int)
 
 
-def encode(tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int) -> Any:
-    """A dynamically padded batch of (query, document) pairs."""
-    return tokenizer([queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation=True,
-                     max_length=max_length, return_tensors="pt")
+def validation_kappa(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
+                     train_idx: Sequence[int], val_idx: Sequence[int]) -> tuple[float, np.ndarray]:
+    """Cohen's kappa with the teacher on the validation queries, the student's thresholds fitted on its
+    validation scores to the training grade shares (no validation grade used before the comparison)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    scores = expected_grades(labeler.probabilities([queries[i] for i in val_idx], [docs[i] for i in val_idx]))
+    predicted = apply_thresholds(scores, fit_thresholds(scores, grades[list(train_idx)]))
+    kappa = float(cohen_kappa_score(grades[list(val_idx)], predicted, labels=[0, 1, 2, 3]))
+    return (0.0 if np.isnan(kappa) else kappa), scores
 
 
-class CrossEncoderLabeler:
-    """A loaded student: ``predict`` gives expected grades (0-3) and discrete grades."""
-
-    def __init__(self, model: Any, tokenizer: Any, max_length: int, thresholds: Sequence[float]) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.thresholds = list(thresholds)
-
-    @classmethod
-    def load(cls, directory: Path) -> CrossEncoderLabeler:
-        """Load a checkpoint written by ``train_cross_encoder``."""
-        meta = json.loads((directory / STUDENT_CONFIG_FILE).read_text())
-        model = AutoModelForSequenceClassification.from_pretrained(str(directory))
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        return cls(model, tokenizer, meta["max_length"], meta["thresholds"])
-
-    def scores(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Expected grade in [0, 3] per pair; batches sorted by length to cut padding."""
-        order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(docs[i]))
-        out = np.zeros(len(queries), dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = encode(self.tokenizer, queries, docs, idx, self.max_length)
-                logits = self.model(**batch).logits.squeeze(-1)
-                out[idx] = (3.0 * torch.sigmoid(logits)).double().numpy()
-        return out
-
-    def predict(self, queries: Sequence[str], docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(expected grades, discrete grades)."""
-        scores = self.scores(queries, docs)
-        return scores, apply_thresholds(scores, self.thresholds)
+def final_thresholds(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
+                     val_idx: Sequence[int]) -> list[float]:
+    """Thresholds matching the teacher's grade shares, fitted on validation-query scores when there are
+    any (queries the student never trained on behave like new queries), else on all rows."""
+    idx = list(val_idx) or list(range(len(queries)))
+    scores = expected_grades(labeler.probabilities([queries[i] for i in idx], [docs[i] for i in idx]))
+    return fit_thresholds(scores, grades)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
-
-def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
-    """Fine-tune on rows (qid, query_text, title, doc_text, grade, expected_grade) and save to ``out_dir``.
-
-    Regression of the teacher's expected grade (a soft target when the teacher gave probabilities),
-    validation split by query, best epoch kept by validation kappa against the teacher.
-    """
-    if not rows:
-        raise ValueError("no training rows: the teacher produced no usable labels")
-    _seed_everything(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(config.base_model, num_labels=1)
-    train_idx, val_idx = query_group_split(rows, config.val_fraction, config.seed)
-    queries = [r["query_text"] for r in rows]
-    docs = [pair_text(r) for r in rows]
-    targets = torch.tensor([float(r["expected_grade"]) / 3.0 for r in rows])
-    grades = np.array([int(r["grade"]) for r in rows])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    labeler = CrossEncoderLabeler(model, tokenizer, config.max_length, [0.75, 1.5, 2.25])
-    history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
-    started = time.perf_counter()
-    generator = random.Random(config.seed)
+def fit_epochs(
+    modules: Sequence[Any],
+    optimizer: Any,
+    batch_loss: Callable[[list[int]], Any],
+    labeler: Labeler,
+    texts: tuple[Sequence[str], Sequence[str]],
+    grades: np.ndarray,
+    split: tuple[list[int], list[int]],
+    config: StudentConfig,
+) -> tuple[list[dict[str, Any]], float | None]:
+    """The epoch loop shared by the encoder recipes: seeded shuffles, ``batch_loss`` per batch of row
+    indices, validation kappa with the teacher after each epoch, the best epoch's weights restored, and
+    early stopping after ``patience`` epochs without improvement. Returns (history, best validation kappa)."""
+    train_idx, val_idx = split
+    shuffler = random.Random(config.seed)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, list[dict[str, Any]]] | None = None
+    stale_epochs = 0
     for epoch in range(config.epochs):
-        model.train()
+        for module in modules:
+            module.train()
         order = train_idx[:]
-        generator.shuffle(order)
+        shuffler.shuffle(order)
         losses = []
         for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            batch = encode(tokenizer, queries, docs, idx, config.max_length)
-            predicted = torch.sigmoid(model(**batch).logits.squeeze(-1))
-            loss = torch.nn.functional.mse_loss(predicted, targets[idx])
+            loss = batch_loss(order[start : start + config.batch_size])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-        model.eval()
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
-        if val_idx:
-            # thresholds come from the validation scores and the training grade shares: no teacher grade of
-            # a validation pair is used before it is compared
-            val_scores = labeler.scores([queries[i] for i in val_idx], [docs[i] for i in val_idx])
-            val_grades = apply_thresholds(val_scores, fit_thresholds(val_scores, grades[train_idx]))
-            kappa = cohen_kappa_score(grades[val_idx], val_grades, labels=[0, 1, 2, 3])
-            record["val_kappa_vs_teacher"] = float(kappa)
-            record["val_mse"] = float(np.mean((val_scores / 3 - targets[val_idx].numpy()) ** 2))
-            score = -record["val_mse"] if np.isnan(kappa) else record["val_kappa_vs_teacher"]
-            if best is None or score > best[0]:
-                best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        for module in modules:
+            module.eval()
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
         history.append(record)
+        if not val_idx:
+            continue
+        kappa, _ = validation_kappa(labeler, texts[0], texts[1], grades, train_idx, val_idx)
+        record["val_kappa_vs_teacher"] = kappa
+        if best is None or kappa > best[0]:
+            best = (kappa, [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules])
+            stale_epochs = 0
+        else:
+            stale_epochs += 1
+            if stale_epochs >= config.patience:
+                break
     if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    thresholds = fit_thresholds(labeler.scores(queries, docs), grades)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    meta = {
-        **asdict(config),
-        "thresholds": thresholds,
-        "history": history,
-        "train_rows": len(train_idx),
-        "val_rows": len(val_idx),
-        "train_seconds": time.perf_counter() - started,
-    }
+        for module, state in zip(modules, best[1], strict=True):
+            module.load_state_dict(state)
+    return history, None if best is None else best[0]
+
+
+def write_meta(out_dir: Path, config: StudentConfig, **extra: Any) -> dict[str, Any]:
+    """Write ``relabel_student.json`` (config, thresholds, history, counts) and return it."""
+    meta = {**asdict(config), **extra}
     (out_dir / STUDENT_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """The ``relabel_student.json`` of a checkpoint folder, with a clear error when it is not one."""
+    path = Path(directory) / STUDENT_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a relabel student checkpoint (no {STUDENT_CONFIG_FILE})")
+    return json.loads(path.read_text())
+
+
+def train_student(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
+    """Train the configured recipe on rows (qid, query_text, title, doc_text, grade, expected_grade and
+    optionally p0-p3) and save the checkpoint to ``out_dir``; returns its metadata."""
+    if not rows:
+        raise ValueError("no training rows: the teacher produced no usable labels")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.recipe == "slm":
+        from relabel.student_slm import train_slm
+
+        return train_slm(rows, config, out_dir)
+    if config.recipe == "bi-encoder":
+        from relabel.student_bi_encoder import train_bi_encoder
+
+        return train_bi_encoder(rows, config, out_dir)
+    from relabel.student_cross_encoder import train_cross_encoder
+
+    return train_cross_encoder(rows, config, out_dir)
+
+
+def load_student(directory: Path) -> Labeler:
+    """Load any checkpoint written by ``train_student``."""
+    meta = read_meta(directory)
+    if meta.get("recipe") == "slm":
+        from relabel.student_slm import SLMLabeler
+
+        return SLMLabeler.load(Path(directory))
+    if meta.get("recipe") == "bi-encoder":
+        from relabel.student_bi_encoder import BiEncoderLabeler
+
+        return BiEncoderLabeler.load(Path(directory))
+    from relabel.student_cross_encoder import CrossEncoderLabeler
+
+    return CrossEncoderLabeler.load(Path(directory))
+
+
+def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:
+    """README.md written next to the weights."""
+    history = "\n".join(
+        f"- {h.get('epoch', h.get('step'))}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if isinstance(v, float))
+        for h in meta["history"]
+    )
+    if meta["recipe"] == "slm":
+        recipe = (f"causal LM SFT with trl (prompt -> grade digit, completion-only loss, "
+                  f"{'LoRA r=' + str(meta['lora_r']) if meta['lora_r'] else 'full fine-tuning'}, "
+                  f"{meta['max_steps']} steps); expected grade from the four digit-token probabilities")
+    else:
+        loss = "cross-entropy on the teacher grade distribution" if meta["objective"] == "soft" else "MSE"
+        recipe = (f"cross-encoder, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
+                  f"with the teacher (patience {meta['patience']})")
+    return (
+        f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"
+        f"- training data sha256: `{data_hash}`\n- recipe: {recipe}; validation split grouped by query; "
+        f"grade thresholds {[round(t, 4) for t in meta['thresholds']]} fitted to the teacher's grade shares\n"
+        f"- train rows {meta['train_rows']}, validation rows {meta['val_rows']}, seed {meta['seed']}\n"
+        f"- training seconds {meta['train_seconds']:.0f}\n\n## Training history\n{history}\n"
+    )

@@ -65,8 +65,9 @@ def recorded_teacher_rows(pairs: Sequence[dict[str, Any]], path: Path) -> list[d
 
 def combine_votes(members: Sequence[Sequence[dict[str, Any]]], labeler_id: str) -> list[dict[str, Any]]:
     """One row per pair from several members' rows: majority grade (ties go to the grade nearest the mean),
-    mean expected grade, mean grade probabilities, and ``agreement`` = share of voting members with the
-    majority grade. A pair no member graded is ``failed`` with every member's reason."""
+    mean expected grade, mean grade probabilities (vote shares when no member gave probabilities), and
+    ``agreement`` = share of voting members with the majority grade. A pair no member graded is ``failed``
+    with every member's reason."""
     by_pair: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rows in members:
         for row in rows:
@@ -108,7 +109,9 @@ def combine_votes(members: Sequence[Sequence[dict[str, Any]]], labeler_id: str) 
         top = max(counts.values())
         grade = min((g for g, c in counts.items() if c == top), key=lambda g: (abs(g - mean), g))
         probs = [[v[f"p{g}"] for g in range(4)] for v in ok if v["p0"] is not None]
-        mean_probs = np.mean(probs, axis=0).tolist() if probs else [None] * 4
+        # members without probabilities (hard grades) vote with all their mass on their grade
+        mean_probs = (np.mean(probs, axis=0) if probs else np.bincount([int(v["grade"]) for v in ok], minlength=4)
+                      / len(ok)).tolist()
         combined.append(
             {
                 **base,
@@ -124,3 +127,14 @@ def combine_votes(members: Sequence[Sequence[dict[str, Any]]], labeler_id: str) 
             }
         )
     return combined
+
+
+def recorded_teacher(paths: Sequence[Path], qids: set[str] | None = None) -> list[dict[str, Any]]:
+    """Teacher rows for every pair in the recorded labelings at ``paths`` (restricted to ``qids``): one run
+    as it is, several combined by vote. Pairs a member lacks count as that member's failure."""
+    keys = sorted({key for path in paths for key in read_recorded_labels(path) if qids is None or key[0] in qids})
+    pairs = [{"pair_source": "recorded", "qid": qid, "doc_id": doc_id} for qid, doc_id in keys]
+    members = [recorded_teacher_rows(pairs, Path(path)) for path in paths]
+    if len(members) == 1:
+        return members[0]
+    return combine_votes(members, "ensemble:" + "+".join(Path(p).stem for p in paths))

@@ -19,7 +19,7 @@ from relabel.grading import label_pairs
 from relabel.paths import file_sha256
 from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index, build_pools, near_duplicates
-from relabel.student import CrossEncoderLabeler, pair_text
+from relabel.student import load_student, pair_text
 from relabel.warehouse import table_exists
 from relabel_assets.common import WRITER_POOL, read_sql
 from resources.llm import LLMGateway
@@ -468,6 +468,10 @@ def inbox_teacher_labels(
                             "status",
                             "grade",
                             "expected_grade",
+                            "p0",
+                            "p1",
+                            "p2",
+                            "p3",
                             "raw_answer",
                             "error",
                         )
@@ -543,7 +547,7 @@ def relevance_labels(
     label_seconds = 0.0
     student_rows: list[dict] = []
     if len(pending):
-        labeler = CrossEncoderLabeler.load(Path(ckpt["path"]))
+        labeler = load_student(Path(ckpt["path"]))
         label_started = time.perf_counter()
         docs = [pair_text({"title": r["title"], "doc_text": r["text"]}) for r in pending.to_dict("records")]
         scores, grades = labeler.predict(pending["query_text"].tolist(), docs)

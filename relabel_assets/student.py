@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.student import CrossEncoderLabeler, StudentConfig, pair_text, train_cross_encoder
+from relabel.student import load_student, model_card, pair_text, train_student
 from relabel.warehouse import read_table
 from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
 from resources.model_store import ModelStore
@@ -23,38 +23,20 @@ order by 1, 2, 4
 """
 
 
-def model_card(meta: dict, teacher_id: str, data_hash: str) -> str:
-    """README.md written next to the weights."""
-    history = "\n".join(
-        f"- epoch {h['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if k != "epoch")
-        for h in meta["history"]
-    )
-    return (
-        f"# relabel student (cross-encoder)\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"
-        f"- training data sha256: `{data_hash}`\n- recipe: expected-grade regression (sigmoid x 3, MSE), "
-        f"query-grouped validation, thresholds fitted to the teacher's grade distribution\n"
-        f"- train rows {meta['train_rows']}, validation rows {meta['val_rows']}\n\n## Training\n{history}\n"
-    )
-
-
 @dg.asset(deps=["training_set"], kinds={"duckdb", "pytorch"}, pool=WRITER_POOL, group_name="student")
 def student_checkpoint(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings, model_store: ModelStore
 ) -> dg.MaterializeResult:
-    """MiniLM-L6 cross-encoder fine-tuned on the teacher's grades in ``training_set``; saved on disk in
-    Hugging Face format with a model card, registered with path, hash, base model and metrics."""
+    """The student distilled from the teacher's grades in ``training_set`` (recipe from settings: MiniLM-L6
+    cross-encoder by default, or a small causal LM fine-tuned with trl); saved in Hugging Face format with a
+    model card, registered with path, hash, base model, recipe, thresholds and training history."""
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         rows = read_table(conn, "training_set")
     data_hash = str(pd.util.hash_pandas_object(rows, index=False).sum())
-    config = StudentConfig(
-        base_model=settings.base_model_path(),
-        epochs=settings.student_epochs,
-        max_length=settings.student_max_length,
-        seed=settings.seed,
-    )
+    config = settings.student_config()
     staging = model_store.staging_dir("student")
-    meta = train_cross_encoder(rows.to_dict("records"), config, staging)
+    meta = train_student(rows.to_dict("records"), config, staging)
     teacher_id = ",".join(sorted(rows["teacher_id"].unique()))
     (staging / "README.md").write_text(model_card(meta, teacher_id, data_hash))
     path, digest = model_store.commit("student", staging)
@@ -65,8 +47,8 @@ def student_checkpoint(
                 "checkpoint_id": digest[:16],
                 "path": str(path),
                 "sha256": digest,
-                "base_model": config.base_model,
-                "recipe": "cross-encoder/expected-grade-regression",
+                "base_model": meta["base_model"],
+                "recipe": config.recipe if config.recipe == "slm" else f"cross-encoder/{config.objective}",
                 "teacher_id": teacher_id,
                 "training_rows": len(rows),
                 "training_data_hash": data_hash,
@@ -76,7 +58,7 @@ def student_checkpoint(
             }
         ]
     )
-    last = meta["history"][-1] if meta["history"] else {}
+    losses = [h["train_loss"] for h in meta["history"] if "train_loss" in h]
     return write_asset_table(
         duckdb,
         "student_checkpoint",
@@ -84,7 +66,7 @@ def student_checkpoint(
         started,
         path=dg.MetadataValue.path(str(path)),
         training_history=dg.MetadataValue.json(meta["history"]),
-        final_train_loss=dg.MetadataValue.float(round(last.get("train_loss", float("nan")), 5)),
+        final_train_loss=dg.MetadataValue.float(round(losses[-1] if losses else float("nan"), 5)),
     )
 
 
@@ -95,19 +77,23 @@ def student_checkpoint(
     group_name="student",
 )
 def student_labels(duckdb: DuckDBResource) -> dg.MaterializeResult:
-    """The student's expected grade and grade for every candidate-pool pair and every human-judged pair."""
+    """The student's grade, expected grade and grade probabilities for every candidate-pool pair and every
+    human-judged pair."""
     started = time.perf_counter()
     checkpoint = read_sql(duckdb, "select checkpoint_id, path from student_checkpoint order by created_at desc limit 1")
-    labeler = CrossEncoderLabeler.load(Path(checkpoint["path"].iloc[0]))
+    labeler = load_student(Path(checkpoint["path"].iloc[0]))
     pairs = read_sql(duckdb, LABEL_PAIRS_SQL)
     label_started = time.perf_counter()
-    scores, grades = labeler.predict(pairs["query_text"].tolist(), [pair_text(r) for r in pairs.to_dict("records")])
+    scores, grades, probabilities = labeler.predict_with_probabilities(
+        pairs["query_text"].tolist(), [pair_text(r) for r in pairs.to_dict("records")]
+    )
     seconds = time.perf_counter() - label_started
     frame = pairs[["pair_source", "qid", "doc_id"]].assign(
         labeler_id=f"student:{checkpoint['checkpoint_id'].iloc[0]}",
         status="ok",
         grade=grades,
         expected_grade=scores,
+        **{f"p{g}": probabilities[:, g] for g in range(4)},
         latency_s=seconds / max(len(pairs), 1),
     )
     return write_asset_table(

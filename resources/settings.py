@@ -8,6 +8,7 @@ import dagster as dg
 from relabel import paths
 from relabel.benchmarks import DEMO, demo_corpus_dir
 from relabel.models import minilm_dir
+from relabel.student import StudentConfig
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -24,9 +25,13 @@ class PipelineSettings(dg.ConfigurableResource):
     max_doc_chars: int = 500
     seed: int = 13
     teacher_runs: list[str] = []
+    student_recipe: str = "cross-encoder"
+    student_objective: str = "soft"
     student_base_model: str = ""
     student_epochs: int = 3
     student_max_length: int = 256
+    student_max_steps: int = 300
+    student_lora_r: int = 0
     # incremental relabeling (inbox batches)
     staging_table: str = "inbox_staging"
     incremental_top_k: int = 5
@@ -54,7 +59,12 @@ class PipelineSettings(dg.ConfigurableResource):
             random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
             max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
             teacher_runs=[p for p in env("RELABEL_TEACHER_RUNS", "").split(",") if p.strip()],
+            student_recipe=env("RELABEL_STUDENT_RECIPE", "cross-encoder"),
+            student_objective=env("RELABEL_STUDENT_OBJECTIVE", "soft"),
+            student_base_model=env("RELABEL_STUDENT_BASE_MODEL", ""),
             student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
+            student_max_steps=int(env("RELABEL_STUDENT_MAX_STEPS", "300")),
+            student_lora_r=int(env("RELABEL_STUDENT_LORA_R", "0")),
             staging_table=env("RELABEL_STAGING_TABLE", "inbox_staging"),
             incremental_top_k=int(env("RELABEL_INCREMENTAL_TOP_K", "5")),
             teacher_sample_rate=float(env("RELABEL_TEACHER_SAMPLE_RATE", "0.2")),
@@ -76,6 +86,17 @@ class PipelineSettings(dg.ConfigurableResource):
         """Where the inbox sensor snapshots each batch (manifest and file copies)."""
         return Path(self.data_dir) / "inbox_batches"
 
-    def base_model_path(self) -> str:
-        """Student base weights: the MiniLM-L6 package unless a local HF directory is configured."""
-        return self.student_base_model or str(minilm_dir())
+    def student_config(self) -> StudentConfig:
+        """The student recipe: base weights default to the MiniLM-L6 package (cross-encoder) or the SmolLM2
+        GGUF (SLM) unless a local Hugging Face folder (or, for the SLM, a .gguf) is configured."""
+        default_base = str(minilm_dir()) if self.student_recipe == "cross-encoder" else ""
+        return StudentConfig(
+            base_model=self.student_base_model or default_base,
+            recipe=self.student_recipe,
+            objective=self.student_objective,
+            epochs=self.student_epochs,
+            max_length=self.student_max_length,
+            max_steps=self.student_max_steps,
+            lora_r=self.student_lora_r,
+            seed=self.seed,
+        )

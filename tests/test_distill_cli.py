@@ -22,6 +22,8 @@ def test_distill_then_label_from_files(tmp_path: Path, tiny_corpus: Path) -> Non
                                   "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert (model / "model.safetensors").exists() and "training on 6 teacher-labeled pairs" in result.output
+    card = (model / "README.md").read_text()
+    assert "teacher: `teacher-run`" in card and "cross-encoder" in card and "training data sha256" in card
     out = tmp_path / "labels.txt"
     args = ["label", "--model", str(model), "--queries", str(folder / "queries.tsv"), "--docs",
             str(folder / "docs.jsonl"), "--pairs", str(folder / "qrels.txt"), "--out", str(out)]
@@ -29,5 +31,8 @@ def test_distill_then_label_from_files(tmp_path: Path, tiny_corpus: Path) -> Non
     first = out.read_text()
     lines = [line.split() for line in first.splitlines()]
     assert len(lines) == 6 and all(len(parts) == 4 and parts[3] in "0123" for parts in lines)
-    assert (tmp_path / "labels.txt.scores.tsv").read_text().startswith("qid\tdocid\texpected_grade\tgrade")
+    probs = [line.split("\t") for line in (tmp_path / "labels.txt.probs.tsv").read_text().splitlines()]
+    assert probs[0] == ["qid", "docid", "p0", "p1", "p2", "p3", "expected_grade", "grade"] and len(probs) == 7
+    assert all(abs(sum(float(p) for p in row[2:6]) - 1) < 1e-3 for row in probs[1:])
+    assert [row[7] for row in probs[1:]] == [parts[3] for parts in lines], "same grades in both files"
     assert runner.invoke(main, args).exit_code == 0 and out.read_text() == first, "labeling is deterministic"

@@ -1,21 +1,27 @@
-"""The cross-encoder student: training changes weights, save/load reproduces labels, thresholds."""
+"""The student recipes: training changes weights, save/load reproduces labels, targets and thresholds."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModel, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from relabel.models import minilm_dir
 from relabel.student import (
-    CrossEncoderLabeler,
     StudentConfig,
     apply_thresholds,
+    expected_grades,
     fit_thresholds,
+    load_student,
+    pair_text,
     query_group_split,
-    train_cross_encoder,
+    target_distribution,
+    train_student,
 )
+from relabel.student_cross_encoder import head_probabilities
+from relabel.student_slm import hf_causal_lm_dir
 
 ROWS = [
     {"qid": f"q{i % 4}", "query_text": q, "title": t, "doc_text": d, "grade": g, "expected_grade": float(g)}
@@ -32,6 +38,8 @@ ROWS = [
         ]
     )
 ]
+QUERIES = [r["query_text"] for r in ROWS]
+DOCS = [pair_text(r) for r in ROWS]
 
 
 @pytest.mark.unit
@@ -49,22 +57,86 @@ def test_validation_split_never_shares_a_query() -> None:
     assert val and not {rows[i]["qid"] for i in train} & {rows[i]["qid"] for i in val}
 
 
+@pytest.mark.unit
+def test_targets_use_teacher_probabilities_else_the_grade() -> None:
+    assert target_distribution({"grade": 2, "p0": 0.1, "p1": 0.1, "p2": 0.6, "p3": 0.2}) == pytest.approx(
+        [0.1, 0.1, 0.6, 0.2])
+    assert target_distribution({"grade": 2, "p0": float("nan"), "p1": None, "p2": None, "p3": None}) == [0, 0, 1, 0]
+
+
+@pytest.mark.unit
+def test_regression_head_probabilities_keep_the_expected_grade() -> None:
+    logits = torch.tensor([[-3.0], [0.0], [0.7], [5.0]])
+    probabilities = head_probabilities(logits)
+    assert torch.allclose(probabilities.sum(-1), torch.ones(4))
+    assert np.allclose(expected_grades(probabilities.double().numpy()), 3 * torch.sigmoid(logits).squeeze(-1).numpy())
+
+
+@pytest.mark.unit
+def test_unknown_recipe_or_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown student recipe"):
+        StudentConfig(base_model="x", recipe="svm")
+    with pytest.raises(FileNotFoundError, match="not a relabel student checkpoint"):
+        load_student(tmp_path)
+
+
 @pytest.mark.integration
-def test_tiny_training_changes_weights_and_round_trips(tmp_path: Path) -> None:
-    base = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=1)
-    before = base.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
-    meta = train_cross_encoder(
-        ROWS,
-        StudentConfig(base_model=str(minilm_dir()), epochs=1, batch_size=4, max_length=64, val_fraction=0.25),
-        tmp_path / "ckpt",
-    )
+@pytest.mark.parametrize(("recipe", "objective"),
+                         [("cross-encoder", "soft"), ("cross-encoder", "regression"), ("bi-encoder", "soft")])
+def test_encoder_training_changes_weights_and_round_trips(tmp_path: Path, recipe: str, objective: str) -> None:
+    before = AutoModel.from_pretrained(str(minilm_dir())).encoder.layer[0].attention.self.query.weight.detach()
+    config = StudentConfig(base_model=str(minilm_dir()), recipe=recipe, objective=objective, epochs=2, batch_size=4,
+                           max_length=64, val_fraction=0.25)
+    meta = train_student(ROWS, config, tmp_path / "ckpt")
     assert meta["history"][0]["train_loss"] > 0 and len(meta["thresholds"]) == 3
-    labeler = CrossEncoderLabeler.load(tmp_path / "ckpt")
-    after = labeler.model.bert.encoder.layer[0].attention.self.query.weight
+    assert "val_kappa_vs_teacher" in meta["history"][0] and meta["val_rows"] > 0
+    labeler = load_student(tmp_path / "ckpt")
+    after = labeler.model.base_model.encoder.layer[0].attention.self.query.weight
     assert not torch.equal(before, after), "training must change the encoder weights"
-    queries, docs = [r["query_text"] for r in ROWS], [f"{r['title']}. {r['doc_text']}" for r in ROWS]
-    scores, grades = labeler.predict(queries, docs)
-    again_scores, again_grades = CrossEncoderLabeler.load(tmp_path / "ckpt").predict(queries, docs)
+    scores, grades, probabilities = labeler.predict_with_probabilities(QUERIES, DOCS)
+    again_scores, again_grades = load_student(tmp_path / "ckpt").predict(QUERIES, DOCS)
     assert np.array_equal(scores, again_scores) and np.array_equal(grades, again_grades)
-    assert ((scores >= 0) & (scores <= 3)).all()
-    assert (tmp_path / "ckpt" / "model.safetensors").exists()
+    assert np.allclose(probabilities.sum(1), 1) and np.allclose(scores, probabilities @ np.arange(4))
+    assert ((scores >= 0) & (scores <= 3)).all() and (tmp_path / "ckpt" / "model.safetensors").exists()
+    stored = json.loads((tmp_path / "ckpt" / "relabel_student.json").read_text())
+    assert (stored["recipe"], stored["objective"]) == (recipe, objective)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_slm_from_gguf_with_lora_trains_and_round_trips(tmp_path: Path) -> None:
+    """The paper's recipe on the real SmolLM2-135M GGUF: dequantized, 2 LoRA steps, merged, reloaded."""
+    base_dir = hf_causal_lm_dir("smollm2-135m")
+    assert "quantization_config" not in json.loads((base_dir / "config.json").read_text())
+    config = StudentConfig(base_model="smollm2-135m", recipe="slm", max_steps=2, batch_size=4, lora_r=4,
+                           learning_rate=1e-3, max_length=160, val_fraction=0.25)
+    meta = train_student(ROWS, config, tmp_path / "slm")
+    assert meta["recipe"] == "slm" and meta["history"][0]["train_loss"] > 0
+    labeler = load_student(tmp_path / "slm")
+    before = LlamaForCausalLM.from_pretrained(str(base_dir)).model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(before, labeler.model.model.layers[0].self_attn.q_proj.weight), "LoRA must be merged"
+    scores, grades, probabilities = labeler.predict_with_probabilities(QUERIES, DOCS)
+    assert np.allclose(probabilities.sum(1), 1) and ((scores >= 0) & (scores <= 3)).all()
+    again = load_student(tmp_path / "slm").predict(QUERIES, DOCS)
+    assert np.array_equal(scores, again[0]) and np.array_equal(grades, again[1])
+
+
+@pytest.mark.integration
+def test_slm_full_fine_tuning_from_a_local_folder(tmp_path: Path) -> None:
+    """Any local Hugging Face causal-LM folder works as the SLM base: here a tiny model built from a config."""
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=512))
+    tokenizer.eos_token = "[SEP]"
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant: {% endif %}")
+    tiny.save_pretrained(str(tmp_path / "base"))
+    tokenizer.save_pretrained(str(tmp_path / "base"))
+    before = tiny.model.layers[0].mlp.up_proj.weight.detach().clone()
+    config = StudentConfig(base_model=str(tmp_path / "base"), recipe="slm", max_steps=2, batch_size=4,
+                           learning_rate=1e-2, max_length=128, val_fraction=0)
+    train_student(ROWS, config, tmp_path / "slm")
+    labeler = load_student(tmp_path / "slm")
+    assert not torch.equal(before, labeler.model.model.layers[0].mlp.up_proj.weight)
+    assert labeler.predict(QUERIES, DOCS)[1].shape == (len(ROWS),)

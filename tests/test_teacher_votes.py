@@ -26,6 +26,8 @@ def test_majority_vote_mean_expected_grade_and_agreement() -> None:
     assert combined["q1"]["expected_grade"] == pytest.approx(7 / 3) and combined["q1"]["votes"] == 3
     # a tie (0 vs 2, mean 1.0) goes to the grade nearest the mean, the lower one on equal distance
     assert combined["q2"]["grade"] == 0 and combined["q2"]["votes"] == 2 and combined["q2"]["agreement"] == 0.5
+    # hard-grade members: the grade distribution is the vote shares (a soft target for the student)
+    assert [combined["q1"][f"p{g}"] for g in range(4)] == pytest.approx([0, 1 / 3, 0, 2 / 3])
 
 
 def test_pair_no_member_graded_is_failed_with_reasons() -> None:

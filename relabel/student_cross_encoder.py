@@ -1,0 +1,129 @@
+"""Cross-encoder recipe: MiniLM-L6 reads (query, document) together; a 4-grade head trained on the teacher's
+grade distribution (``soft``) or one output regressing the expected grade (``regression``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from relabel.student import (
+    Labeler,
+    StudentConfig,
+    final_thresholds,
+    fit_epochs,
+    pair_text,
+    query_group_split,
+    read_meta,
+    seed_everything,
+    target_distribution,
+    write_meta,
+)
+
+
+def encode(tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int) -> Any:
+    """A dynamically padded batch of (query, document) pairs."""
+    return tokenizer([queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation="only_second",
+                     max_length=max_length, return_tensors="pt")
+
+
+def head_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(n, 4) grade probabilities from the head: softmax of 4 logits, or for one regression output the
+    expected grade 3*sigmoid(x) spread over its two neighbouring grades (so its mean is that grade)."""
+    if logits.shape[-1] == 4:
+        return torch.softmax(logits, dim=-1)
+    grade = 3.0 * torch.sigmoid(logits.squeeze(-1))
+    low = torch.clamp(grade.floor(), max=2.0)
+    upper_share = grade - low
+    probabilities = torch.zeros(len(grade), 4, dtype=logits.dtype)
+    probabilities.scatter_(1, low.long().unsqueeze(1), (1 - upper_share).unsqueeze(1))
+    probabilities.scatter_add_(1, (low.long() + 1).unsqueeze(1), upper_share.unsqueeze(1))
+    return probabilities
+
+
+def set_inference_threads() -> None:
+    """Use every core for intra-op parallelism (torch's default can be lower inside worker processes)."""
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
+class CrossEncoderLabeler(Labeler):
+    """A loaded cross-encoder student."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_length: int, thresholds: Sequence[float],
+                 batch_size: int = 32) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.thresholds = list(thresholds)
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, directory: Path) -> CrossEncoderLabeler:
+        """Load a checkpoint written by ``train_cross_encoder``."""
+        meta = read_meta(directory)
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory))
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        return cls(model, tokenizer, meta["max_length"], meta["thresholds"])
+
+    def probabilities(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+        """(n, 4) grade probabilities; batches sorted by length to cut padding, no autograd."""
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(docs[i]))
+        out = np.zeros((len(queries), 4), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                batch = encode(self.tokenizer, queries, docs, idx, self.max_length)
+                out[idx] = head_probabilities(self.model(**batch).logits.float()).double().numpy()
+        return out
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
+    """Cross-entropy against the target distribution (soft) or MSE on the expected grade / 3."""
+    if objective == "soft":
+        return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+    expected = targets @ torch.arange(4, dtype=targets.dtype) / 3.0
+    return torch.nn.functional.mse_loss(torch.sigmoid(logits.squeeze(-1)), expected)
+
+
+def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
+    """Fine-tune on the teacher's labels (validation split by query, early stopping on validation kappa with
+    the teacher) and save to ``out_dir`` in Hugging Face format."""
+    seed_everything(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.base_model, num_labels=4 if config.objective == "soft" else 1
+    )
+    train_idx, val_idx = query_group_split(rows, config.val_fraction, config.seed)
+    queries = [str(r["query_text"]) for r in rows]
+    docs = [pair_text(r)[: config.max_doc_chars * 2] for r in rows]
+    targets = torch.tensor([target_distribution(r) for r in rows], dtype=torch.float32)
+    grades = np.array([int(r["grade"]) for r in rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    labeler = CrossEncoderLabeler(model, tokenizer, config.max_length, [0.75, 1.5, 2.25])
+
+    def batch_loss(idx: list[int]) -> torch.Tensor:
+        batch = encode(tokenizer, queries, docs, idx, config.max_length)
+        return _loss(model(**batch).logits, targets[idx], config.objective)
+
+    started = time.perf_counter()
+    history, best_kappa = fit_epochs([model], optimizer, batch_loss, labeler, (queries, docs), grades,
+                                     (train_idx, val_idx), config)
+    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx)
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return write_meta(
+        out_dir,
+        config,
+        thresholds=labeler.thresholds,
+        history=history,
+        best_val_kappa_vs_teacher=best_kappa,
+        train_rows=len(train_idx),
+        val_rows=len(val_idx),
+        train_seconds=time.perf_counter() - started,
+    )
