@@ -25,7 +25,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import duckdb  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -67,18 +66,22 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def cross_encoder_flops_per_pair(model_dir: Path, queries: list[str], docs: list[str], max_length: int) -> float:
-    """Forward FLOPs per pair: 2 x (non-embedding weights) x tokens plus attention, at the mean token count."""
+def encoder_flops_per_pair(model_dir: Path, recipe: str, queries: list[str], docs: list[str], max_length: int) -> float:
+    """Forward FLOPs per pair (2 x non-embedding weights x tokens, plus attention): a cross-encoder reads each
+    (query, document) pair; a bi-encoder reads each distinct query and document once."""
     from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    tokens = float(np.mean([len(ids) for ids in tokenizer(queries, docs, truncation="only_second",
-                                                          max_length=max_length)["input_ids"]]))
+    if recipe == "cross-encoder":
+        encoded = tokenizer(queries, docs, truncation="only_second", max_length=max_length)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+    else:
+        texts = sorted(set(queries)) + sorted(set(docs))
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     hidden, layers, inner = config.hidden_size, config.num_hidden_layers, config.intermediate_size
     weights = layers * (4 * hidden * hidden + 2 * hidden * inner)
-    attention = layers * 2 * tokens * hidden
-    return 2 * tokens * (weights + attention)
+    return sum(2 * n * (weights + layers * 2 * n * hidden) for n in lengths) / len(queries)
 
 
 def local_teacher_speed(pairs: list[dict], model: str) -> float:
@@ -138,14 +141,20 @@ def main() -> None:
                 [queries[q] for q in part["qid"]],
                 [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in part["doc_id"]])
             label_seconds += time.perf_counter() - started
-            if args.recipe == "cross-encoder" and number == chosen[0]:
-                flops = cross_encoder_flops_per_pair(Path(scratch), [queries[q] for q in part["qid"]],
-                                                     [docs[d]["text"] for d in part["doc_id"]], config.max_length)
+            if args.recipe != "slm" and number == chosen[0]:
+                flops = encoder_flops_per_pair(Path(scratch), args.recipe, [queries[q] for q in part["qid"]],
+                                               [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]})
+                                                for d in part["doc_id"]], config.max_length)
         train_seconds += meta["train_seconds"]
         histories.append({"fold": number, "history": meta["history"], "thresholds": meta["thresholds"]})
         held_out.append(part.assign(student_grade=grades, student_score=scores))
+        fold_result = held_out[-1]
+        student = labeler_metrics(fold_result, "student_grade", "student_score")
+        teacher_fold = labeler_metrics(fold_result, "teacher_grade", "teacher_score")
         print(f"fold {number}: {len(train_rows)} training pairs, {len(part)} held-out pairs, "
-              f"train {meta['train_seconds']:.0f} s, history {meta['history']}", flush=True)
+              f"train {meta['train_seconds']:.0f} s, history {meta['history']}; held-out kappa student "
+              f"{student['kappa']:.3f} / teacher {teacher_fold['kappa']:.3f}, pairwise {student['pairwise']:.3f} / "
+              f"{teacher_fold['pairwise']:.3f}", flush=True)
     result = pd.concat(held_out, ignore_index=True)
     table = pd.DataFrame([
         {"labeler": f"student ({args.recipe}/{args.objective})", **labeler_metrics(result, "student_grade",
@@ -170,12 +179,13 @@ def main() -> None:
           f"qw kappa {vs_teacher['quadratic_kappa']:.3f}")
     print(f"student: {student_rate:.1f} labels/s ({len(result)} pairs in {label_seconds:.1f} s), "
           f"training {train_seconds:.0f} s in all")
-    if args.recipe == "cross-encoder":
+    if args.recipe != "slm":
         print(f"fp32 compute bound: {peak:.0f} GFLOP/s / {flops / 1e9:.2f} GFLOP per pair = "
               f"{peak * 1e9 / flops:.0f} pairs/s (student at {student_rate * flops / 1e9 / peak:.0%} of it)")
     print(f"embedded local teacher ({args.local_teacher}): {teacher_rate:.2f} labels/s -> student is "
           f"{student_rate / teacher_rate:.0f}x faster")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(args.out.with_suffix(".pairs.csv"), index=False)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                     "table": table.to_dict("records"),
                                     "student_vs_teacher": vs_teacher, "student_labels_per_s": student_rate,
