@@ -18,10 +18,12 @@ from relabel.documents import Document, DocumentError, read_document
 from relabel.grading import label_pairs
 from relabel.paths import file_sha256
 from relabel.query_synthesis import synthesize_queries
-from relabel.retrieval import BM25Index, build_pools, near_duplicates
+from relabel.retrieval import BM25Index
 from relabel.student import load_student, pair_text
 from relabel.warehouse import table_exists
 from relabel_assets.common import WRITER_POOL, read_sql
+from relabel_assets.retrieval import query_pools
+from relabel_assets.teacher import LABEL_COLUMNS
 from resources.llm import LLMGateway
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
@@ -370,18 +372,7 @@ def inbox_candidate_pairs(
     hashes = dict(zip(current["doc_id"], current["content_hash"], strict=True))
     texts = dict(zip(current["doc_id"], current["text"], strict=True))
     queries = new_queries.to_dict("records")
-    pools = (
-        build_pools(
-            queries,
-            index,
-            near_duplicates(texts, among={q["doc_id"] for q in queries}),
-            bm25_negatives=settings.bm25_negatives,
-            random_negatives=settings.random_negatives,
-            seed=settings.seed,
-        )
-        if queries
-        else []
-    )
+    pools = query_pools(queries, index, texts, settings)
     for row in pools:
         row["content_hash"] = hashes[row["doc_id"]]
     entering: list[dict] = []
@@ -456,26 +447,7 @@ def inbox_teacher_labels(
         frame = pd.DataFrame(
             [
                 {
-                    **{
-                        k: r[k]
-                        for k in (
-                            "qid",
-                            "doc_id",
-                            "labeler_id",
-                            "model",
-                            "prompt_id",
-                            "prompt_version",
-                            "status",
-                            "grade",
-                            "expected_grade",
-                            "p0",
-                            "p1",
-                            "p2",
-                            "p3",
-                            "raw_answer",
-                            "error",
-                        )
-                    },
+                    **{k: r[k] for k in LABEL_COLUMNS if k not in ("pair_source", "from_cache", "latency_s")},
                     "content_hash": by_key[(r["qid"], r["doc_id"])]["content_hash"],
                     "query_text": by_key[(r["qid"], r["doc_id"])]["query_text"],
                     "title": by_key[(r["qid"], r["doc_id"])]["title"],

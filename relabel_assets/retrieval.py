@@ -21,6 +21,20 @@ def current_index_path(duckdb: DuckDBResource) -> Path:
     return Path(frame["path"].iloc[0])
 
 
+def query_pools(queries: list[dict], index: BM25Index, texts: dict[str, str], settings: PipelineSettings) -> list[dict]:
+    """Candidate pools of ``queries`` with the configured sizes (their seeds' near-copies excluded)."""
+    if not queries:
+        return []
+    return build_pools(
+        queries,
+        index,
+        near_duplicates(texts, among={q["doc_id"] for q in queries}),
+        bm25_negatives=settings.bm25_negatives,
+        random_negatives=settings.random_negatives,
+        seed=settings.seed,
+    )
+
+
 @dg.asset(deps=["seed_corpus"], kinds={"duckdb", "bm25s"}, pool=WRITER_POOL, group_name="retrieval")
 def bm25_index(duckdb: DuckDBResource, model_store: ModelStore) -> dg.MaterializeResult:
     """BM25 index (bm25s, English stemming and stopwords) over passages of every document, each carrying
@@ -69,18 +83,7 @@ def candidate_pools(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         queries = read_table(conn, "synthetic_queries").to_dict("records")
         texts = dict(conn.execute("select doc_id, text from seed_corpus").fetchall())
     index = BM25Index.load(current_index_path(duckdb))
-    rows = (
-        build_pools(
-            queries,
-            index,
-            near_duplicates(texts, among={q["doc_id"] for q in queries}),
-            bm25_negatives=settings.bm25_negatives,
-            random_negatives=settings.random_negatives,
-            seed=settings.seed,
-        )
-        if queries
-        else []
-    )
+    rows = query_pools(queries, index, texts, settings)
     frame = pd.DataFrame(rows, columns=["qid", "doc_id", "role", "bm25_rank", "bm25_score"])
     seed_ranks = [row["bm25_rank"] for row in rows if row["role"] == "seed"]
     hardness = difficulty(seed_ranks)
