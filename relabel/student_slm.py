@@ -25,6 +25,7 @@ from relabel.student import (
     Labeler,
     StudentConfig,
     final_thresholds,
+    fit_thresholds,
     pair_text,
     query_group_split,
     read_meta,
@@ -183,9 +184,11 @@ def train_slm(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Pa
     ]
     labeler = SLMLabeler(trained, tokenizer, [0.75, 1.5, 2.25], config.max_doc_chars, config.max_length)
     if val_idx:
-        kappa, _ = validation_kappa(labeler, queries, docs, grades, train_idx, val_idx)
+        kappa, val_scores = validation_kappa(labeler, queries, docs, grades, train_idx, val_idx)
         history.append({"step": config.max_steps, "val_kappa_vs_teacher": kappa})
-    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx)
+        labeler.thresholds = fit_thresholds(val_scores, grades)
+    else:
+        labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx)
     trained.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     return write_meta(
