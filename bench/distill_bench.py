@@ -183,8 +183,9 @@ def main() -> None:
     if args.recipe != "slm":
         print(f"fp32 compute bound: {peak:.0f} GFLOP/s / {flops / 1e9:.2f} GFLOP per pair = "
               f"{peak * 1e9 / flops:.0f} pairs/s (student at {student_rate * flops / 1e9 / peak:.0%} of it)")
-    print(f"embedded local teacher ({args.local_teacher}): {teacher_rate:.2f} labels/s -> student is "
-          f"{student_rate / teacher_rate:.0f}x faster")
+    if args.teacher_speed_pairs:
+        print(f"embedded local teacher ({args.local_teacher}): {teacher_rate:.2f} labels/s -> student is "
+              f"{student_rate / teacher_rate:.0f}x faster")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(args.out.with_suffix(".pairs.csv"), index=False)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
