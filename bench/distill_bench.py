@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--lora-r", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--teacher-speed-pairs", type=int, default=12)
     parser.add_argument("--local-teacher", default="qwen2.5-coder-1.5b")
     parser.add_argument("--out", type=Path, default=REPO / "data" / "bench" / "distill_bench.json")
@@ -126,7 +127,8 @@ def main() -> None:
     frame = human.merge(teacher_frame.drop(columns="status"), on=["qid", "doc_id"])
     base = "" if args.recipe == "slm" else str(minilm_dir())
     config = StudentConfig(base_model=base, recipe=args.recipe, objective=args.objective, epochs=args.epochs,
-                           max_steps=args.max_steps, lora_r=args.lora_r, batch_size=args.batch_size)
+                           max_steps=args.max_steps, lora_r=args.lora_r, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate)
     folds = query_folds(list(frame["qid"].unique()), args.folds)
     chosen = [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds)
     held_out, label_seconds, train_seconds, histories = [], 0.0, 0.0, []

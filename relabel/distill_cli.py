@@ -47,7 +47,8 @@ def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[d
               help="TREC qrels-format teacher labeling; repeat for an ensemble (majority grade, vote shares as "
                    "soft targets)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--recipe", type=click.Choice(["cross-encoder", "slm"]), default="cross-encoder", show_default=True)
+@click.option("--recipe", type=click.Choice(["cross-encoder", "bi-encoder", "slm"]), default="cross-encoder",
+              show_default=True)
 @click.option("--objective", type=click.Choice(["soft", "regression"]), default="soft", show_default=True,
               help="cross-encoder loss")
 @click.option("--epochs", default=2, show_default=True, help="cross-encoder epochs (early stopping may end sooner)")
@@ -56,9 +57,10 @@ def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[d
 @click.option("--base-model", default="",
               help="local Hugging Face folder, or for the SLM a .gguf path or alias (default: MiniLM-L6 for the "
                    "cross-encoder, smollm2-135m for the SLM)")
+@click.option("--learning-rate", default=3e-5, show_default=True, help="peak learning rate (LoRA wants ~2e-4)")
 @click.option("--seed", default=13, show_default=True)
 def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir: Path, recipe: str, objective: str,
-            epochs: int, max_steps: int, lora_r: int, base_model: str, seed: int) -> None:
+            epochs: int, max_steps: int, lora_r: int, base_model: str, learning_rate: float, seed: int) -> None:
     """Train a student on teacher labels from files (the same code as the student_checkpoint asset)."""
     from relabel.models import minilm_dir
     from relabel.student import StudentConfig, model_card, train_student
@@ -71,9 +73,9 @@ def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir
     if not rows:
         raise click.ClickException("no teacher-labeled pair has both its query and its document in the inputs")
     click.echo(f"training on {len(rows)} teacher-labeled pairs over {len({r['qid'] for r in rows})} queries")
-    default_base = str(minilm_dir()) if recipe == "cross-encoder" else ""
+    default_base = "" if recipe == "slm" else str(minilm_dir())
     config = StudentConfig(base_model=base_model or default_base, recipe=recipe, objective=objective, epochs=epochs,
-                           max_steps=max_steps, lora_r=lora_r, seed=seed)
+                           max_steps=max_steps, lora_r=lora_r, learning_rate=learning_rate, seed=seed)
     meta = train_student(rows, config, out_dir)
     teacher_id = "+".join(run.stem for run in runs)
     (out_dir / "README.md").write_text(model_card(meta, teacher_id, _files_hash([queries_path, docs_path, *runs])))

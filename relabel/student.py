@@ -1,8 +1,9 @@
 """The student: what every recipe shares (configuration, query-grouped split, grade thresholds, targets,
 model card) and the entry points ``train_student`` and ``load_student`` that dispatch on the recipe.
 
-Recipes: ``cross-encoder`` (MiniLM-L6 with a 4-grade head, ``relabel.student_cross_encoder``) and ``slm``
-(a causal LM fine-tuned with trl to answer the grade digit, ``relabel.student_slm``). Both give a
+Recipes: ``cross-encoder`` (MiniLM-L6 with a 4-grade head, ``relabel.student_cross_encoder``),
+``bi-encoder`` (MiniLM-L6 embeddings with a cosine grade head, ``relabel.student_bi_encoder``) and ``slm``
+(a causal LM fine-tuned with trl to answer the grade digit, ``relabel.student_slm``). All give a
 probability per grade; the expected grade is the score, and grades come from thresholds fitted so the
 student's grade shares match the teacher's (no human labels involved)."""
 
@@ -12,7 +13,7 @@ import json
 import random
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ OBJECTIVES = ("soft", "regression")
 class StudentConfig:
     """Training settings. ``objective`` applies to the cross-encoder: ``soft`` = cross-entropy against the
     teacher's grade distribution (4-grade head), ``regression`` = MSE on the expected grade (1 output).
-    ``max_steps`` and ``lora_r`` apply to the SLM (``lora_r`` 0 = full fine-tuning)."""
+    ``epochs`` and ``patience`` apply to the encoders, ``max_steps`` and ``lora_r`` to the SLM (``lora_r`` 0 =
+    full fine-tuning)."""
 
     base_model: str
     recipe: str = "cross-encoder"
@@ -48,12 +50,6 @@ class StudentConfig:
             raise ValueError(f"unknown student recipe {self.recipe!r}: use one of {', '.join(RECIPES)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> StudentConfig:
-        """The config stored in a checkpoint's ``relabel_student.json`` (unknown keys ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class Labeler:

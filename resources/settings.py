@@ -89,7 +89,7 @@ class PipelineSettings(dg.ConfigurableResource):
     def student_config(self) -> StudentConfig:
         """The student recipe: base weights default to the MiniLM-L6 package (cross-encoder) or the SmolLM2
         GGUF (SLM) unless a local Hugging Face folder (or, for the SLM, a .gguf) is configured."""
-        default_base = str(minilm_dir()) if self.student_recipe == "cross-encoder" else ""
+        default_base = "" if self.student_recipe == "slm" else str(minilm_dir())
         return StudentConfig(
             base_model=self.student_base_model or default_base,
             recipe=self.student_recipe,

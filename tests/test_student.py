@@ -140,3 +140,14 @@ def test_slm_full_fine_tuning_from_a_local_folder(tmp_path: Path) -> None:
     labeler = load_student(tmp_path / "slm")
     assert not torch.equal(before, labeler.model.model.layers[0].mlp.up_proj.weight)
     assert labeler.predict(QUERIES, DOCS)[1].shape == (len(ROWS),)
+
+
+@pytest.mark.unit
+def test_settings_choose_the_base_weights_per_recipe(tmp_path: Path) -> None:
+    from resources.settings import PipelineSettings
+
+    for recipe, base in [("cross-encoder", str(minilm_dir())), ("bi-encoder", str(minilm_dir())), ("slm", "")]:
+        config = PipelineSettings(data_dir=str(tmp_path), student_recipe=recipe).student_config()
+        assert (config.recipe, config.base_model) == (recipe, base)
+    with pytest.raises(ValueError, match="unknown student recipe"):
+        PipelineSettings(data_dir=str(tmp_path), student_recipe="svm").student_config()
