@@ -83,7 +83,9 @@ class SLMLabeler(Labeler):
                  max_length: int, batch_size: int = 8) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+        # the digit is read after the last prompt token: pad and, if ever needed, cut on the left
         self.tokenizer.padding_side = "left"
+        self.tokenizer.truncation_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.digit_ids = grade_token_ids(tokenizer)
