@@ -50,6 +50,8 @@ class StudentConfig:
             raise ValueError(f"unknown student recipe {self.recipe!r}: use one of {', '.join(RECIPES)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
+        if self.objective != "soft" and self.recipe != "cross-encoder":
+            raise ValueError(f"objective {self.objective!r} exists only for the cross-encoder recipe")
 
 
 class Labeler:
@@ -269,7 +271,8 @@ def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:
                   f"{meta['max_steps']} steps); expected grade from the four digit-token probabilities")
     else:
         loss = "cross-entropy on the teacher grade distribution" if meta["objective"] == "soft" else "MSE"
-        recipe = (f"cross-encoder, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
+        model = "bi-encoder with a cosine grade head" if meta["recipe"] == "bi-encoder" else "cross-encoder"
+        recipe = (f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
                   f"with the teacher (patience {meta['patience']})")
     return (
         f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"

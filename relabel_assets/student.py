@@ -48,7 +48,7 @@ def student_checkpoint(
                 "path": str(path),
                 "sha256": digest,
                 "base_model": meta["base_model"],
-                "recipe": config.recipe if config.recipe == "slm" else f"cross-encoder/{config.objective}",
+                "recipe": f"cross-encoder/{config.objective}" if config.recipe == "cross-encoder" else config.recipe,
                 "teacher_id": teacher_id,
                 "training_rows": len(rows),
                 "training_data_hash": data_hash,

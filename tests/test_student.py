@@ -15,6 +15,7 @@ from relabel.student import (
     expected_grades,
     fit_thresholds,
     load_student,
+    model_card,
     pair_text,
     query_group_split,
     target_distribution,
@@ -76,6 +77,8 @@ def test_regression_head_probabilities_keep_the_expected_grade() -> None:
 def test_unknown_recipe_or_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown student recipe"):
         StudentConfig(base_model="x", recipe="svm")
+    with pytest.raises(ValueError, match="only for the cross-encoder"):
+        StudentConfig(base_model="x", recipe="bi-encoder", objective="regression")
     with pytest.raises(FileNotFoundError, match="not a relabel student checkpoint"):
         load_student(tmp_path)
 
@@ -100,6 +103,8 @@ def test_encoder_training_changes_weights_and_round_trips(tmp_path: Path, recipe
     assert ((scores >= 0) & (scores <= 3)).all() and (tmp_path / "ckpt" / "model.safetensors").exists()
     stored = json.loads((tmp_path / "ckpt" / "relabel_student.json").read_text())
     assert (stored["recipe"], stored["objective"]) == (recipe, objective)
+    card = model_card(meta, "teacher-x", "abc")
+    assert ("bi-encoder with a cosine grade head" in card) == (recipe == "bi-encoder") and "teacher-x" in card
 
 
 @pytest.mark.integration
