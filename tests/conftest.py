@@ -87,27 +87,33 @@ def tiny_corpus(tmp_path: Path) -> Path:
     return write_tiny_corpus(tmp_path / "corpus")
 
 
-@pytest.fixture
-def pipeline_resources(tmp_path: Path, tiny_corpus: Path) -> dict[str, object]:
-    """Resources for a whole-graph materialization on the tiny corpus with the scripted LLM."""
+def scripted_resources(root: Path, corpus: Path, judgments: Path, **settings: object) -> dict[str, object]:
+    """Resources over ``root`` (DuckDB file, artifacts, inbox) with the scripted LLM and small pools."""
     scripted_llm.register()
-    data = tmp_path / "data"
-    data.mkdir()
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
     return {
         "duckdb": DuckDBResource(database=str(data / "relabel.duckdb")),
         "llm": LLMGateway(model="scripted/overlap", use_logprobs=False),
         "model_store": ModelStore(root=str(data / "artifacts")),
         "settings": PipelineSettings(
             data_dir=str(data),
-            corpus_dir=str(tiny_corpus),
-            inbox_dir=str(tmp_path / "inbox"),
-            judgments=str(write_tiny_judgments(tmp_path / "judgments", tiny_corpus)),
+            corpus_dir=str(corpus),
+            inbox_dir=str(root / "inbox"),
+            judgments=str(judgments),
             queries_per_doc=2,
             bm25_negatives=2,
             random_negatives=1,
-            student_epochs=2,
+            **settings,
         ),
     }
+
+
+@pytest.fixture
+def pipeline_resources(tmp_path: Path, tiny_corpus: Path) -> dict[str, object]:
+    """Resources for a whole-graph materialization on the tiny corpus with the scripted LLM."""
+    judgments = write_tiny_judgments(tmp_path / "judgments", tiny_corpus)
+    return scripted_resources(tmp_path, tiny_corpus, judgments, student_epochs=2)
 
 
 def requires_benchmarks() -> pytest.MarkDecorator:

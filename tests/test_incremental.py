@@ -16,41 +16,19 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from relabel.cli import DAGSTER_YAML
 from relabel_assets.definitions import build_definitions
-from resources.llm import LLMGateway
-from resources.model_store import ModelStore
-from resources.settings import PipelineSettings
 from tests import scripted_llm
-from tests.conftest import write_tiny_corpus, write_tiny_judgments
+from tests.conftest import scripted_resources, write_tiny_corpus, write_tiny_judgments
 
 BADGE = "---\ntitle: Office badge replacement\nauthor: Facilities\nmodified: 2026-01-05\ntype: faq\n---\n"
 WIFI = "Title: Guest wifi access\nAuthor: IT Desk\nModified: 2026-01-09\nType: howto\n\n"
 
 
 def incremental_resources(root: Path, corpus: Path, judgments: Path, **settings: object) -> dict[str, object]:
-    """Resources over ``root`` (DuckDB file, artifacts, inbox) with the scripted LLM."""
-    scripted_llm.register()
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    return {
-        "duckdb": DuckDBResource(database=str(data / "relabel.duckdb")),
-        "llm": LLMGateway(model="scripted/overlap", use_logprobs=False),
-        "model_store": ModelStore(root=str(data / "artifacts")),
-        "settings": PipelineSettings(
-            data_dir=str(data),
-            corpus_dir=str(corpus),
-            inbox_dir=str(root / "inbox"),
-            judgments=str(judgments),
-            queries_per_doc=2,
-            bm25_negatives=2,
-            random_negatives=1,
-            student_epochs=1,
-            **settings,
-        ),
-    }
+    """Resources over ``root`` with the scripted LLM; one student epoch keeps the baseline quick."""
+    return scripted_resources(root, corpus, judgments, student_epochs=1, **settings)
 
 
 @pytest.fixture(scope="module")
