@@ -157,6 +157,21 @@ def final_thresholds(labeler: Labeler, queries: Sequence[str], docs: Sequence[st
 
 
 
+def encoder_inputs(
+    rows: Sequence[dict[str, Any]], config: StudentConfig
+) -> tuple[list[str], list[str], Any, np.ndarray, tuple[list[int], list[int]]]:
+    """What both encoder recipes train on: query texts, document texts (title and body, cut to twice
+    ``max_doc_chars``), the teacher's grade distributions as a float tensor, its grades, and the
+    query-grouped (train, validation) split."""
+    import torch
+
+    queries = [str(r["query_text"]) for r in rows]
+    docs = [pair_text(r)[: config.max_doc_chars * 2] for r in rows]
+    targets = torch.tensor([target_distribution(r) for r in rows], dtype=torch.float32)
+    grades = np.array([int(r["grade"]) for r in rows])
+    return queries, docs, targets, grades, query_group_split(rows, config.val_fraction, config.seed)
+
+
 def fit_epochs(
     modules: Sequence[Any],
     optimizer: Any,

@@ -17,13 +17,11 @@ from transformers import AutoModel, AutoTokenizer
 from relabel.student import (
     Labeler,
     StudentConfig,
+    encoder_inputs,
     final_thresholds,
     fit_epochs,
-    pair_text,
-    query_group_split,
     read_meta,
     seed_everything,
-    target_distribution,
     write_meta,
 )
 
@@ -101,11 +99,7 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     model = AutoModel.from_pretrained(config.base_model)
     head = CosineGradeHead()
-    train_idx, val_idx = query_group_split(rows, config.val_fraction, config.seed)
-    queries = [str(r["query_text"]) for r in rows]
-    docs = [pair_text(r)[: config.max_doc_chars * 2] for r in rows]
-    targets = torch.tensor([target_distribution(r) for r in rows], dtype=torch.float32)
-    grades = np.array([int(r["grade"]) for r in rows])
+    queries, docs, targets, grades, (train_idx, val_idx) = encoder_inputs(rows, config)
     optimizer = torch.optim.AdamW([
         {"params": model.parameters(), "lr": config.learning_rate, "weight_decay": 0.01},
         {"params": head.parameters(), "lr": HEAD_LEARNING_RATE, "weight_decay": 0.0},
