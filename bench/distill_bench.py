@@ -1,6 +1,6 @@
 """Distillation benchmark on ../shared/benchmarks/trec-dl-2023-test-a (13 queries, 2,691 NIST-judged pairs).
 
-    python bench/distill_bench.py [--teacher willia-umbrela1 ...] [--folds 4] [--recipe cross-encoder]
+    python bench/distill_bench.py [--teacher willia-umbrela1 ...] [--folds 4] [--recipe bi-encoder]
                                   [--objective soft] [--epochs 2] [--teacher-speed-pairs 12]
 
 Cross-validation grouped by query: for each fold the student trains only on the recorded teacher's labels
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--teacher", nargs="+", default=DEFAULT_TEACHERS, help="recorded run names in runs/")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
-    parser.add_argument("--recipe", default="cross-encoder", choices=["cross-encoder", "bi-encoder", "slm"])
+    parser.add_argument("--recipe", default="bi-encoder", choices=["cross-encoder", "bi-encoder", "slm"])
     parser.add_argument("--objective", default="soft", choices=["soft", "regression"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=300)

@@ -34,7 +34,7 @@ from relabel.teacher_votes import recorded_teacher
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a student checkpoint folder (default: train a throwaway one)")
-    parser.add_argument("--recipe", default="cross-encoder", choices=["cross-encoder", "bi-encoder"])
+    parser.add_argument("--recipe", default="bi-encoder", choices=["cross-encoder", "bi-encoder"])
     parser.add_argument("--teacher-speed-pairs", type=int, default=12)
     parser.add_argument("--local-teacher", default="qwen2.5-coder-1.5b")
     args = parser.parse_args()

@@ -47,11 +47,11 @@ def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[d
               help="TREC qrels-format teacher labeling; repeat for an ensemble (majority grade, vote shares as "
                    "soft targets)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--recipe", type=click.Choice(["cross-encoder", "bi-encoder", "slm"]), default="cross-encoder",
+@click.option("--recipe", type=click.Choice(["cross-encoder", "bi-encoder", "slm"]), default="bi-encoder",
               show_default=True)
 @click.option("--objective", type=click.Choice(["soft", "regression"]), default="soft", show_default=True,
               help="cross-encoder loss")
-@click.option("--epochs", default=2, show_default=True, help="cross-encoder epochs (early stopping may end sooner)")
+@click.option("--epochs", default=2, show_default=True, help="encoder epochs (early stopping may end sooner)")
 @click.option("--max-steps", default=300, show_default=True, help="SLM optimizer steps")
 @click.option("--lora-r", default=0, show_default=True, help="SLM LoRA rank (0 = full fine-tuning)")
 @click.option("--base-model", default="",

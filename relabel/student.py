@@ -32,7 +32,7 @@ class StudentConfig:
     full fine-tuning)."""
 
     base_model: str
-    recipe: str = "cross-encoder"
+    recipe: str = "bi-encoder"
     objective: str = "soft"
     max_length: int = 256
     batch_size: int = 16
@@ -148,13 +148,21 @@ def validation_kappa(labeler: Labeler, queries: Sequence[str], docs: Sequence[st
 
 
 def final_thresholds(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
-                     val_idx: Sequence[int]) -> list[float]:
-    """Thresholds matching the teacher's grade shares, fitted on validation-query scores when there are
-    any (queries the student never trained on behave like new queries), else on all rows."""
-    idx = list(val_idx) or list(range(len(queries)))
+                     val_idx: Sequence[int], history: Sequence[dict[str, Any]] = ()) -> list[float]:
+    """Thresholds matching the teacher's grade shares. Fitted on the validation queries' scores when training
+    changed the weights (queries the student never trained on behave like new queries; training queries'
+    scores are inflated), on all rows when there is no validation split or the starting weights were kept
+    (``best_epoch(history) == 0``: no row was trained on, so all of them are unbiased and more is better)."""
+    idx = list(val_idx) if val_idx and best_epoch(history) != 0 else list(range(len(queries)))
     scores = expected_grades(labeler.probabilities([queries[i] for i in idx], [docs[i] for i in idx]))
     return fit_thresholds(scores, grades)
 
+
+def best_epoch(history: Sequence[dict[str, Any]]) -> int | None:
+    """The epoch whose weights ``fit_epochs`` kept (highest validation kappa, earliest on ties); None without
+    validation."""
+    scored = [h for h in history if "val_kappa_vs_teacher" in h]
+    return max(scored, key=lambda h: (h["val_kappa_vs_teacher"], -h["epoch"]))["epoch"] if scored else None
 
 
 def encoder_inputs(
@@ -172,6 +180,13 @@ def encoder_inputs(
     return queries, docs, targets, grades, query_group_split(rows, config.val_fraction, config.seed)
 
 
+def torch_device() -> Any:
+    """The device encoders train and label on: the first CUDA GPU when torch sees one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def fit_epochs(
     modules: Sequence[Any],
     optimizer: Any,
@@ -183,12 +198,19 @@ def fit_epochs(
     config: StudentConfig,
 ) -> tuple[list[dict[str, Any]], float | None]:
     """The epoch loop shared by the encoder recipes: seeded shuffles, ``batch_loss`` per batch of row
-    indices, validation kappa with the teacher after each epoch, the best epoch's weights restored, and
-    early stopping after ``patience`` epochs without improvement. Returns (history, best validation kappa)."""
+    indices, validation kappa with the teacher before training (epoch 0) and after each epoch, the best
+    epoch's weights restored (the starting weights when no epoch beats them), and early stopping after
+    ``patience`` epochs without improvement. Returns (history, best validation kappa)."""
     train_idx, val_idx = split
     shuffler = random.Random(config.seed)
     history: list[dict[str, Any]] = []
     best: tuple[float, list[dict[str, Any]]] | None = None
+    if val_idx:
+        for module in modules:
+            module.eval()
+        kappa, _ = validation_kappa(labeler, texts[0], texts[1], grades, train_idx, val_idx)
+        history.append({"epoch": 0, "val_kappa_vs_teacher": kappa})
+        best = (kappa, [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules])
     stale_epochs = 0
     for epoch in range(config.epochs):
         for module in modules:
@@ -288,7 +310,8 @@ def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:
         loss = "cross-entropy on the teacher grade distribution" if meta["objective"] == "soft" else "MSE"
         model = "bi-encoder with a cosine grade head" if meta["recipe"] == "bi-encoder" else "cross-encoder"
         recipe = (f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
-                  f"with the teacher (patience {meta['patience']})")
+                  f"with the teacher (patience {meta['patience']}; kept epoch {meta.get('best_epoch')}, "
+                  f"0 = the base weights)")
     return (
         f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"
         f"- training data sha256: `{data_hash}`\n- recipe: {recipe}; validation split grouped by query; "

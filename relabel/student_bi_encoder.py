@@ -17,11 +17,13 @@ from transformers import AutoModel, AutoTokenizer
 from relabel.student import (
     Labeler,
     StudentConfig,
+    best_epoch,
     encoder_inputs,
     final_thresholds,
     fit_epochs,
     read_meta,
     seed_everything,
+    torch_device,
     write_meta,
 )
 
@@ -44,7 +46,8 @@ class CosineGradeHead(torch.nn.Module):
 
 def embed(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> torch.Tensor:
     """Unit-length mean-pooled embeddings (dynamic padding)."""
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
+                      return_tensors="pt").to(model.device)
     hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
@@ -68,8 +71,9 @@ class BiEncoderLabeler(Labeler):
         meta = read_meta(directory)
         head = CosineGradeHead()
         head.load_state_dict({k: torch.tensor(v) for k, v in meta["head"].items()})
-        return cls(AutoModel.from_pretrained(str(directory)), AutoTokenizer.from_pretrained(str(directory)), head,
-                   meta["max_length"], meta["thresholds"])
+        device = torch_device()
+        return cls(AutoModel.from_pretrained(str(directory)).to(device), AutoTokenizer.from_pretrained(str(directory)),
+                   head.to(device), meta["max_length"], meta["thresholds"])
 
     def embeddings(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Embedding of every distinct text, in length-sorted batches."""
@@ -89,7 +93,7 @@ class BiEncoderLabeler(Labeler):
         with torch.inference_mode():
             query_matrix = torch.stack([query_vectors[q] for q in queries])
             cosine = (query_matrix * torch.stack([doc_vectors[d] for d in docs])).sum(-1)
-            return torch.softmax(self.head(cosine), dim=-1).double().numpy()
+            return torch.softmax(self.head(cosine), dim=-1).double().cpu().numpy()
 
 
 def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
@@ -97,9 +101,11 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
     query, early stopping on validation kappa with the teacher) and save to ``out_dir``."""
     seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model = AutoModel.from_pretrained(config.base_model)
-    head = CosineGradeHead()
+    device = torch_device()
+    model = AutoModel.from_pretrained(config.base_model, dtype=torch.float32).to(device)
+    head = CosineGradeHead().to(device)
     queries, docs, targets, grades, (train_idx, val_idx) = encoder_inputs(rows, config)
+    targets = targets.to(device)
     optimizer = torch.optim.AdamW([
         {"params": model.parameters(), "lr": config.learning_rate, "weight_decay": 0.01},
         {"params": head.parameters(), "lr": HEAD_LEARNING_RATE, "weight_decay": 0.0},
@@ -114,16 +120,17 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
     started = time.perf_counter()
     history, best_kappa = fit_epochs([model, head], optimizer, batch_loss, labeler, (queries, docs), grades,
                                      (train_idx, val_idx), config)
-    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx)
+    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx, history)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     return write_meta(
         out_dir,
         config,
-        head={k: v.tolist() for k, v in head.state_dict().items()},
+        head={k: v.cpu().tolist() for k, v in head.state_dict().items()},
         thresholds=labeler.thresholds,
         history=history,
         best_val_kappa_vs_teacher=best_kappa,
+        best_epoch=best_epoch(history),
         train_rows=len(train_idx),
         val_rows=len(val_idx),
         train_seconds=time.perf_counter() - started,

@@ -16,19 +16,22 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from relabel.student import (
     Labeler,
     StudentConfig,
+    best_epoch,
     encoder_inputs,
     final_thresholds,
     fit_epochs,
     read_meta,
     seed_everything,
+    torch_device,
     write_meta,
 )
 
 
-def encode(tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int) -> Any:
+def encode(tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int,
+           device: Any) -> Any:
     """A dynamically padded batch of (query, document) pairs."""
     return tokenizer([queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation="only_second",
-                     max_length=max_length, return_tensors="pt")
+                     max_length=max_length, return_tensors="pt").to(device)
 
 
 def head_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -39,7 +42,7 @@ def head_probabilities(logits: torch.Tensor) -> torch.Tensor:
     grade = 3.0 * torch.sigmoid(logits.squeeze(-1))
     low = torch.clamp(grade.floor(), max=2.0)
     upper_share = grade - low
-    probabilities = torch.zeros(len(grade), 4, dtype=logits.dtype)
+    probabilities = torch.zeros(len(grade), 4, dtype=logits.dtype, device=logits.device)
     probabilities.scatter_(1, low.long().unsqueeze(1), (1 - upper_share).unsqueeze(1))
     probabilities.scatter_add_(1, (low.long() + 1).unsqueeze(1), upper_share.unsqueeze(1))
     return probabilities
@@ -65,7 +68,7 @@ class CrossEncoderLabeler(Labeler):
     def load(cls, directory: Path) -> CrossEncoderLabeler:
         """Load a checkpoint written by ``train_cross_encoder``."""
         meta = read_meta(directory)
-        model = AutoModelForSequenceClassification.from_pretrained(str(directory))
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory)).to(torch_device())
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         return cls(model, tokenizer, meta["max_length"], meta["thresholds"])
 
@@ -76,8 +79,8 @@ class CrossEncoderLabeler(Labeler):
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                batch = encode(self.tokenizer, queries, docs, idx, self.max_length)
-                out[idx] = head_probabilities(self.model(**batch).logits.float()).double().numpy()
+                batch = encode(self.tokenizer, queries, docs, idx, self.max_length, self.model.device)
+                out[idx] = head_probabilities(self.model(**batch).logits.float()).double().cpu().numpy()
         return out
 
 
@@ -85,7 +88,7 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.
     """Cross-entropy against the target distribution (soft) or MSE on the expected grade / 3."""
     if objective == "soft":
         return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
-    expected = targets @ torch.arange(4, dtype=targets.dtype) / 3.0
+    expected = targets @ torch.arange(4, dtype=targets.dtype, device=targets.device) / 3.0
     return torch.nn.functional.mse_loss(torch.sigmoid(logits.squeeze(-1)), expected)
 
 
@@ -94,21 +97,23 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
     the teacher) and save to ``out_dir`` in Hugging Face format."""
     seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    device = torch_device()
     model = AutoModelForSequenceClassification.from_pretrained(
-        config.base_model, num_labels=4 if config.objective == "soft" else 1
-    )
+        config.base_model, num_labels=4 if config.objective == "soft" else 1, dtype=torch.float32
+    ).to(device)
     queries, docs, targets, grades, (train_idx, val_idx) = encoder_inputs(rows, config)
+    targets = targets.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     labeler = CrossEncoderLabeler(model, tokenizer, config.max_length, [0.75, 1.5, 2.25])
 
     def batch_loss(idx: list[int]) -> torch.Tensor:
-        batch = encode(tokenizer, queries, docs, idx, config.max_length)
+        batch = encode(tokenizer, queries, docs, idx, config.max_length, device)
         return _loss(model(**batch).logits, targets[idx], config.objective)
 
     started = time.perf_counter()
     history, best_kappa = fit_epochs([model], optimizer, batch_loss, labeler, (queries, docs), grades,
                                      (train_idx, val_idx), config)
-    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx)
+    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx, history)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     return write_meta(
@@ -117,6 +122,7 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         thresholds=labeler.thresholds,
         history=history,
         best_val_kappa_vs_teacher=best_kappa,
+        best_epoch=best_epoch(history),
         train_rows=len(train_idx),
         val_rows=len(val_idx),
         train_seconds=time.perf_counter() - started,

@@ -1,4 +1,4 @@
-"""student_checkpoint and student_labels: the distilled cross-encoder and its labels."""
+"""student_checkpoint and student_labels: the distilled student and its labels."""
 
 import json
 import time
@@ -28,8 +28,9 @@ def student_checkpoint(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings, model_store: ModelStore
 ) -> dg.MaterializeResult:
     """The student distilled from the teacher's grades in ``training_set`` (recipe from settings: MiniLM-L6
-    cross-encoder by default, or a small causal LM fine-tuned with trl); saved in Hugging Face format with a
-    model card, registered with path, hash, base model, recipe, thresholds and training history."""
+    bi-encoder by default, a MiniLM-L6 cross-encoder, or a small causal LM fine-tuned with trl); saved in
+    Hugging Face format with a model card, registered with path, hash, base model, recipe, thresholds and
+    training history."""
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         rows = read_table(conn, "training_set")

@@ -25,7 +25,7 @@ class PipelineSettings(dg.ConfigurableResource):
     max_doc_chars: int = 500
     seed: int = 13
     teacher_runs: list[str] = []
-    student_recipe: str = "cross-encoder"
+    student_recipe: str = "bi-encoder"
     student_objective: str = "soft"
     student_base_model: str = ""
     student_epochs: int = 3
@@ -59,7 +59,7 @@ class PipelineSettings(dg.ConfigurableResource):
             random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
             max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
             teacher_runs=[p for p in env("RELABEL_TEACHER_RUNS", "").split(",") if p.strip()],
-            student_recipe=env("RELABEL_STUDENT_RECIPE", "cross-encoder"),
+            student_recipe=env("RELABEL_STUDENT_RECIPE", "bi-encoder"),
             student_objective=env("RELABEL_STUDENT_OBJECTIVE", "soft"),
             student_base_model=env("RELABEL_STUDENT_BASE_MODEL", ""),
             student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
@@ -87,7 +87,7 @@ class PipelineSettings(dg.ConfigurableResource):
         return Path(self.data_dir) / "inbox_batches"
 
     def student_config(self) -> StudentConfig:
-        """The student recipe: base weights default to the MiniLM-L6 package (cross-encoder) or the SmolLM2
+        """The student recipe: base weights default to the MiniLM-L6 package (encoders) or the SmolLM2
         GGUF (SLM) unless a local Hugging Face folder (or, for the SLM, a .gguf) is configured."""
         default_base = "" if self.student_recipe == "slm" else str(minilm_dir())
         return StudentConfig(

@@ -23,7 +23,7 @@ def test_distill_then_label_from_files(tmp_path: Path, tiny_corpus: Path) -> Non
     assert result.exit_code == 0, result.output
     assert (model / "model.safetensors").exists() and "training on 6 teacher-labeled pairs" in result.output
     card = (model / "README.md").read_text()
-    assert "teacher: `teacher-run`" in card and "cross-encoder" in card and "training data sha256" in card
+    assert "teacher: `teacher-run`" in card and "bi-encoder" in card and "training data sha256" in card
     out = tmp_path / "labels.txt"
     args = ["label", "--model", str(model), "--queries", str(folder / "queries.tsv"), "--docs",
             str(folder / "docs.jsonl"), "--pairs", str(folder / "qrels.txt"), "--out", str(out)]

@@ -10,9 +10,12 @@ from transformers import AutoModel, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from relabel.models import minilm_dir
 from relabel.student import (
+    Labeler,
     StudentConfig,
     apply_thresholds,
+    best_epoch,
     expected_grades,
+    fit_epochs,
     fit_thresholds,
     load_student,
     model_card,
@@ -63,6 +66,35 @@ def test_targets_use_teacher_probabilities_else_the_grade() -> None:
     assert target_distribution({"grade": 2, "p0": 0.1, "p1": 0.1, "p2": 0.6, "p3": 0.2}) == pytest.approx(
         [0.1, 0.1, 0.6, 0.2])
     assert target_distribution({"grade": 2, "p0": float("nan"), "p1": None, "p2": None, "p3": None}) == [0, 0, 1, 0]
+
+
+class _WeightLabeler(Labeler):
+    """Copies the teacher while its weight is untouched, reverses the grades once training moved it."""
+
+    def __init__(self, weight: torch.nn.Parameter, teacher: dict[str, int]) -> None:
+        self.weight, self.teacher = weight, teacher
+
+    def probabilities(self, queries, docs) -> np.ndarray:  # noqa: ANN001
+        untouched = abs(float(self.weight) - 1.0) < 1e-9
+        grades = [self.teacher[d] if untouched else 3 - self.teacher[d] for d in docs]
+        return np.eye(4)[grades]
+
+
+@pytest.mark.unit
+def test_training_that_never_beats_the_start_is_undone() -> None:
+    grades = np.array([r["grade"] for r in ROWS])
+    weight = torch.nn.Parameter(torch.tensor(1.0))
+    split = query_group_split(ROWS, 0.25, seed=13)
+    config = StudentConfig(base_model="x", epochs=3, patience=3, batch_size=4)
+    labeler = _WeightLabeler(weight, dict(zip(DOCS, grades.tolist(), strict=True)))
+    history, best = fit_epochs([torch.nn.ParameterList([weight])], torch.optim.SGD([weight], lr=0.1),
+                               lambda idx: (weight - 5.0) ** 2, labeler, (QUERIES, DOCS), grades, split, config)
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert best == history[0]["val_kappa_vs_teacher"] > max(h["val_kappa_vs_teacher"] for h in history[1:])
+    assert best_epoch(history) == 0 and float(weight) == 1.0, "the starting weights were restored"
+    assert best_epoch([{"epoch": 0, "val_kappa_vs_teacher": 0.2}, {"epoch": 1, "val_kappa_vs_teacher": 0.3},
+                       {"epoch": 2, "val_kappa_vs_teacher": 0.3}]) == 1
+    assert best_epoch([{"epoch": 1, "train_loss": 0.5}]) is None
 
 
 @pytest.mark.unit
