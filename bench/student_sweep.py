@@ -99,6 +99,7 @@ def run_config(rows: list[dict], overrides: dict, folds: list[list[str]], base_m
             train_scores, _ = labeler.predict([r["query_text"] for r in train], [pair_text(r) for r in train])
         refit = fit_thresholds(train_scores, np.array([r["grade"] for r in train]))
         histories.append({"fold": number, "history": meta["history"], "train_seconds": meta["train_seconds"]})
+        print(f"  fold {number}: {len(train)} training pairs, trained in {meta['train_seconds']:.0f} s", flush=True)
         parts.append(pd.DataFrame({"qid": [r["qid"] for r in test], "doc_id": [r["doc_id"] for r in test],
                                    "human": [r["human"] for r in test], "teacher_grade": [r["grade"] for r in test],
                                    "score": scores, "validation": grades,

@@ -12,7 +12,7 @@ import duckdb
 
 from relabel.llm_client import LLMClient
 from relabel.llm_runner import CallPolicy, CallRequest, run_calls
-from relabel.prompts import PromptTemplate, load_prompt
+from relabel.prompts import load_prompt, render_pair
 
 GRADES = (0, 1, 2, 3)
 DEFAULT_GRADE_PROMPT = "grade_nist"
@@ -62,26 +62,6 @@ def parse_grade(text: str, top_logprobs: dict[str, float] | None) -> GradeResult
         if from_logprobs is not None:
             return from_logprobs
     return grade_from_text(text)
-
-
-def render_pair(
-    prompt: PromptTemplate, query: str, doc: dict[str, Any], max_doc_chars: int, **extra: object
-) -> list[dict[str, str]]:
-    """Grading messages: fixed instructions, then the query, then the fenced document with its metadata."""
-    text = str(doc["text"])
-    if len(text) > max_doc_chars:
-        text = text[:max_doc_chars].rsplit(" ", 1)[0] + " ..."
-    text = text.replace("</document>", "</ document>")
-    return prompt.render(
-        query=query,
-        title=doc.get("title", ""),
-        author=doc.get("author", ""),
-        path=doc.get("path", ""),
-        modified=doc.get("modified", ""),
-        doc_type=doc.get("doc_type", ""),
-        text=text,
-        **extra,
-    )
 
 
 def pair_item_id(pair: dict[str, Any]) -> str:

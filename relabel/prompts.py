@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from string import Template
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,23 @@ def load_prompt(prompt_id: str) -> PromptTemplate:
     """Load ``relabel/prompt_files/<prompt_id>.txt``."""
     source = resources.files("relabel.prompt_files").joinpath(f"{prompt_id}.txt").read_text(encoding="utf-8")
     return parse_template(prompt_id, source)
+
+
+def render_pair(
+    prompt: PromptTemplate, query: str, doc: dict[str, Any], max_doc_chars: int, **extra: object
+) -> list[dict[str, str]]:
+    """Grading messages: fixed instructions, then the query, then the fenced document with its metadata."""
+    text = str(doc["text"])
+    if len(text) > max_doc_chars:
+        text = text[:max_doc_chars].rsplit(" ", 1)[0] + " ..."
+    text = text.replace("</document>", "</ document>")
+    return prompt.render(
+        query=query,
+        title=doc.get("title", ""),
+        author=doc.get("author", ""),
+        path=doc.get("path", ""),
+        modified=doc.get("modified", ""),
+        doc_type=doc.get("doc_type", ""),
+        text=text,
+        **extra,
+    )

@@ -12,9 +12,8 @@ from typing import Any
 
 import duckdb
 
-from relabel.grading import render_pair
 from relabel.llm_client import LLMClient, cached_complete, ensure_cache
-from relabel.prompts import PromptTemplate, load_prompt
+from relabel.prompts import PromptTemplate, load_prompt, render_pair
 from relabel.query_stats import ENGLISH_STOPWORDS, NEAR_DUPLICATE_JACCARD, NearDuplicateIndex, normalize
 
 __all__ = ["normalize", "synthesize_queries", "reject_reason", "parse_queries", "QueryFilter"]

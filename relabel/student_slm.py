@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from relabel.grading import render_pair
 from relabel.paths import file_sha256, model_cache_dir
-from relabel.prompts import load_prompt
+from relabel.prompts import load_prompt, render_pair
 from relabel.student import (
     Labeler,
     StudentConfig,
@@ -30,6 +29,7 @@ from relabel.student import (
     query_group_split,
     read_meta,
     seed_everything,
+    torch_device,
     validation_kappa,
     write_meta,
 )
@@ -98,7 +98,7 @@ class SLMLabeler(Labeler):
     def load(cls, directory: Path) -> SLMLabeler:
         """Load a checkpoint written by ``train_slm``."""
         meta = read_meta(directory)
-        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32).to(torch_device())
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         return cls(model, tokenizer, meta["thresholds"], meta["max_doc_chars"], meta["max_length"])
 
@@ -119,9 +119,10 @@ class SLMLabeler(Labeler):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt", add_special_tokens=False)
+                                       max_length=self.max_length, return_tensors="pt",
+                                       add_special_tokens=False).to(self.model.device)
                 logits = self.model(**batch).logits[:, -1, self.digit_ids].float()
-                out[idx] = torch.softmax(logits, dim=-1).double().numpy()
+                out[idx] = torch.softmax(logits, dim=-1).double().cpu().numpy()
         return out
 
 
@@ -180,7 +181,7 @@ def train_slm(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Pa
     trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
-    trained = trained.to("cpu").eval()
+    trained = trained.to(torch_device()).eval()
     history: list[dict[str, Any]] = [
         {"step": int(h["step"]), "train_loss": float(h["loss"])} for h in trainer.state.log_history if "loss" in h
     ]
