@@ -51,7 +51,8 @@ def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[d
               show_default=True)
 @click.option("--objective", type=click.Choice(["soft", "regression"]), default="soft", show_default=True,
               help="cross-encoder loss")
-@click.option("--epochs", default=2, show_default=True, help="encoder epochs (early stopping may end sooner)")
+@click.option("--epochs", default=2, show_default=True,
+              help="encoder epochs (early stopping may end sooner; 0 = base weights, thresholds only)")
 @click.option("--max-steps", default=300, show_default=True, help="SLM optimizer steps")
 @click.option("--lora-r", default=0, show_default=True, help="SLM LoRA rank (0 = full fine-tuning)")
 @click.option("--base-model", default="",

@@ -1,6 +1,7 @@
 """The student recipes: training changes weights, save/load reproduces labels, targets and thresholds."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,11 +124,14 @@ def test_encoder_training_changes_weights_and_round_trips(tmp_path: Path, recipe
     config = StudentConfig(base_model=str(minilm_dir()), recipe=recipe, objective=objective, epochs=2, batch_size=4,
                            max_length=64, val_fraction=0.25)
     meta = train_student(ROWS, config, tmp_path / "ckpt")
-    assert meta["history"][0]["train_loss"] > 0 and len(meta["thresholds"]) == 3
-    assert "val_kappa_vs_teacher" in meta["history"][0] and meta["val_rows"] > 0
+    assert meta["history"][0]["epoch"] == 0 and "val_kappa_vs_teacher" in meta["history"][0]
+    assert meta["history"][1]["train_loss"] > 0 and len(meta["thresholds"]) == 3 and meta["val_rows"] > 0
     labeler = load_student(tmp_path / "ckpt")
-    after = labeler.model.base_model.encoder.layer[0].attention.self.query.weight
-    assert not torch.equal(before, after), "training must change the encoder weights"
+    after = labeler.model.base_model.encoder.layer[0].attention.self.query.weight.cpu()
+    assert torch.equal(before, after) == (meta["best_epoch"] == 0), "the kept epoch's weights were saved"
+    unvalidated = train_student(ROWS, replace(config, val_fraction=0), tmp_path / "all-epochs")
+    trained = load_student(tmp_path / "all-epochs").model.base_model.encoder.layer[0].attention.self.query.weight
+    assert unvalidated["best_epoch"] is None and not torch.equal(before, trained.cpu()), "training changes weights"
     scores, grades, probabilities = labeler.predict_with_probabilities(QUERIES, DOCS)
     again_scores, again_grades = load_student(tmp_path / "ckpt").predict(QUERIES, DOCS)
     assert np.array_equal(scores, again_scores) and np.array_equal(grades, again_grades)
