@@ -27,6 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from student_sweep import DEFAULT_TEACHERS, TEST_A, query_folds  # noqa: E402
 
 from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries  # noqa: E402
 from relabel.distill_cli import training_rows  # noqa: E402
@@ -37,14 +38,6 @@ from relabel.student_cross_encoder import set_inference_threads  # noqa: E402
 from relabel.teacher_votes import recorded_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_A = REPO.parent / "shared" / "benchmarks" / "trec-dl-2023-test-a"
-DEFAULT_TEACHERS = ["willia-umbrela1", "h2oloo-zeroshot1", "h2oloo-fewself"]
-
-
-def query_folds(qids: list[str], folds: int) -> list[list[str]]:
-    """Deterministic query folds: every ``folds``-th query of the sorted list."""
-    ordered = sorted(qids)
-    return [ordered[i::folds] for i in range(folds)]
 
 
 def labeler_metrics(frame: pd.DataFrame, grade: str, score: str) -> dict[str, float]:

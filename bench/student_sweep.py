@@ -53,7 +53,7 @@ DEFAULT_CONFIGS = [
 
 
 def query_folds(qids: list[str], folds: int) -> list[list[str]]:
-    """Deterministic query folds: every ``folds``-th query of the sorted list (as in distill_bench)."""
+    """Deterministic query folds: every ``folds``-th query of the sorted list (distill_bench uses them too)."""
     ordered = sorted(qids)
     return [ordered[i::folds] for i in range(folds)]
 
