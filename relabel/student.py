@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -243,6 +244,41 @@ def fit_epochs(
         for module, state in zip(modules, best[1], strict=True):
             module.load_state_dict(state)
     return history, None if best is None else best[0]
+
+
+def fit_and_save(
+    modules: Sequence[Any],
+    optimizer: Any,
+    batch_loss: Callable[[list[int]], Any],
+    labeler: Labeler,
+    texts: tuple[Sequence[str], Sequence[str]],
+    grades: np.ndarray,
+    split: tuple[list[int], list[int]],
+    config: StudentConfig,
+    tokenizer: Any,
+    out_dir: Path,
+    extra_meta: Callable[[], dict[str, Any]] = dict,
+) -> dict[str, Any]:
+    """What every encoder recipe does with its pieces: ``fit_epochs``, the final thresholds, the model
+    (``modules[0]``) and tokenizer saved in Hugging Face format, and ``relabel_student.json`` written with the
+    training record plus ``extra_meta()`` (read after training, e.g. a trained head)."""
+    started = time.perf_counter()
+    history, best_kappa = fit_epochs(modules, optimizer, batch_loss, labeler, texts, grades, split, config)
+    labeler.thresholds = final_thresholds(labeler, texts[0], texts[1], grades, split[1], history)
+    modules[0].save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return write_meta(
+        out_dir,
+        config,
+        **extra_meta(),
+        thresholds=labeler.thresholds,
+        history=history,
+        best_val_kappa_vs_teacher=best_kappa,
+        best_epoch=best_epoch(history),
+        train_rows=len(split[0]),
+        val_rows=len(split[1]),
+        train_seconds=time.perf_counter() - started,
+    )
 
 
 def write_meta(out_dir: Path, config: StudentConfig, **extra: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ carries over to unseen queries better than a cross-encoder trained on a few quer
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,11 @@ from transformers import AutoModel, AutoTokenizer
 from relabel.student import (
     Labeler,
     StudentConfig,
-    best_epoch,
     encoder_inputs,
-    final_thresholds,
-    fit_epochs,
+    fit_and_save,
     read_meta,
     seed_everything,
     torch_device,
-    write_meta,
 )
 
 HEAD_LEARNING_RATE = 1e-2
@@ -117,21 +113,6 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
                   * embed(model, tokenizer, [docs[i] for i in idx], config.max_length)).sum(-1)
         return -(targets[idx] * torch.log_softmax(head(cosine), dim=-1)).sum(-1).mean()
 
-    started = time.perf_counter()
-    history, best_kappa = fit_epochs([model, head], optimizer, batch_loss, labeler, (queries, docs), grades,
-                                     (train_idx, val_idx), config)
-    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx, history)
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    return write_meta(
-        out_dir,
-        config,
-        head={k: v.cpu().tolist() for k, v in head.state_dict().items()},
-        thresholds=labeler.thresholds,
-        history=history,
-        best_val_kappa_vs_teacher=best_kappa,
-        best_epoch=best_epoch(history),
-        train_rows=len(train_idx),
-        val_rows=len(val_idx),
-        train_seconds=time.perf_counter() - started,
-    )
+    return fit_and_save([model, head], optimizer, batch_loss, labeler, (queries, docs), grades, (train_idx, val_idx),
+                        config, tokenizer, out_dir,
+                        lambda: {"head": {k: v.cpu().tolist() for k, v in head.state_dict().items()}})

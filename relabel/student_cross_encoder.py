@@ -4,7 +4,6 @@ grade distribution (``soft``) or one output regressing the expected grade (``reg
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from relabel.student import (
     Labeler,
     StudentConfig,
-    best_epoch,
     encoder_inputs,
-    final_thresholds,
-    fit_epochs,
+    fit_and_save,
     read_meta,
     seed_everything,
     torch_device,
-    write_meta,
 )
 
 
@@ -110,20 +106,5 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
         batch = encode(tokenizer, queries, docs, idx, config.max_length, device)
         return _loss(model(**batch).logits, targets[idx], config.objective)
 
-    started = time.perf_counter()
-    history, best_kappa = fit_epochs([model], optimizer, batch_loss, labeler, (queries, docs), grades,
-                                     (train_idx, val_idx), config)
-    labeler.thresholds = final_thresholds(labeler, queries, docs, grades, val_idx, history)
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    return write_meta(
-        out_dir,
-        config,
-        thresholds=labeler.thresholds,
-        history=history,
-        best_val_kappa_vs_teacher=best_kappa,
-        best_epoch=best_epoch(history),
-        train_rows=len(train_idx),
-        val_rows=len(val_idx),
-        train_seconds=time.perf_counter() - started,
-    )
+    return fit_and_save([model], optimizer, batch_loss, labeler, (queries, docs), grades, (train_idx, val_idx),
+                        config, tokenizer, out_dir)
