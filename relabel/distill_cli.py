@@ -38,6 +38,13 @@ def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[d
     ]
 
 
+def student_default(name: str) -> object:
+    """A StudentConfig field's default: the one home of the recipe's defaults."""
+    from relabel.student import StudentConfig
+
+    return StudentConfig.__dataclass_fields__[name].default
+
+
 @click.command()
 @click.option("--queries", "queries_path", type=click.Path(exists=True, path_type=Path), required=True,
               help="queries.tsv (qid TAB text)")
@@ -47,24 +54,38 @@ def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[d
               help="TREC qrels-format teacher labeling; repeat for an ensemble (majority grade, vote shares as "
                    "soft targets)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--recipe", type=click.Choice(["cross-encoder", "bi-encoder", "slm"]), default="bi-encoder",
+@click.option("--recipe", type=click.Choice(["cross-encoder", "bi-encoder", "slm"]), default=student_default("recipe"),
               show_default=True)
-@click.option("--objective", type=click.Choice(["soft", "regression"]), default="soft", show_default=True,
-              help="cross-encoder loss")
-@click.option("--epochs", default=2, show_default=True,
+@click.option("--objective", type=click.Choice(["soft", "regression"]), default=student_default("objective"),
+              show_default=True, help="cross-encoder loss")
+@click.option("--epochs", default=student_default("epochs"), show_default=True,
               help="encoder epochs (early stopping may end sooner; 0 = base weights, thresholds only)")
-@click.option("--max-steps", default=300, show_default=True, help="SLM optimizer steps")
-@click.option("--lora-r", default=0, show_default=True, help="SLM LoRA rank (0 = full fine-tuning)")
+@click.option("--batching", type=click.Choice(["random", "length", "query"]), default=student_default("batching"),
+              show_default=True, help="encoder batches: shuffled rows, similar lengths together, or one query each")
+@click.option("--rank-weight", default=student_default("rank_weight"), show_default=True,
+              help="weight of margin-MSE on same-query expected-grade gaps (encoders; use with --batching query)")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=student_default("precision"),
+              show_default=True, help="autocast: auto = bf16 on a GPU or a CPU with native bf16, else fp32")
+@click.option("--max-length", default=student_default("max_length"), show_default=True,
+              help="encoder tokens per text")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="start from this student checkpoint (same recipe) and fine-tune it on the new teacher labels; "
+                   "recorded as the parent in the model card")
+@click.option("--max-steps", default=student_default("max_steps"), show_default=True, help="SLM optimizer steps")
+@click.option("--lora-r", default=student_default("lora_r"), show_default=True,
+              help="SLM LoRA rank (0 = full fine-tuning)")
 @click.option("--base-model", default="",
               help="local Hugging Face folder, or for the SLM a .gguf path or alias (default: MiniLM-L6 for the "
-                   "cross-encoder, smollm2-135m for the SLM)")
-@click.option("--learning-rate", default=3e-5, show_default=True, help="peak learning rate (LoRA wants ~2e-4)")
-@click.option("--seed", default=13, show_default=True)
+                   "encoders, smollm2-135m for the SLM)")
+@click.option("--learning-rate", default=student_default("learning_rate"), show_default=True,
+              help="peak learning rate (LoRA wants ~2e-4)")
+@click.option("--seed", default=student_default("seed"), show_default=True)
 def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir: Path, recipe: str, objective: str,
-            epochs: int, max_steps: int, lora_r: int, base_model: str, learning_rate: float, seed: int) -> None:
+            epochs: int, batching: str, rank_weight: float, precision: str, max_length: int, init_from: Path | None,
+            max_steps: int, lora_r: int, base_model: str, learning_rate: float, seed: int) -> None:
     """Train a student on teacher labels from files (the same code as the student_checkpoint asset)."""
     from relabel.models import minilm_dir
-    from relabel.student import StudentConfig, model_card, train_student
+    from relabel.student import StudentConfig, model_card, read_meta, train_student
     from relabel.teacher_votes import recorded_teacher
 
     queries = read_queries(queries_path)
@@ -74,10 +95,17 @@ def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir
     if not rows:
         raise click.ClickException("no teacher-labeled pair has both its query and its document in the inputs")
     click.echo(f"training on {len(rows)} teacher-labeled pairs over {len({r['qid'] for r in rows})} queries")
+    if init_from and not base_model:
+        base_model = str(read_meta(init_from).get("base_model") or "")
     default_base = "" if recipe == "slm" else str(minilm_dir())
-    config = StudentConfig(base_model=base_model or default_base, recipe=recipe, objective=objective, epochs=epochs,
-                           max_steps=max_steps, lora_r=lora_r, learning_rate=learning_rate, seed=seed)
-    meta = train_student(rows, config, out_dir)
+    try:
+        config = StudentConfig(base_model=base_model or default_base, recipe=recipe, objective=objective,
+                               epochs=epochs, batching=batching, rank_weight=rank_weight, precision=precision,
+                               max_length=max_length, init_from=str(init_from or ""), max_steps=max_steps,
+                               lora_r=lora_r, learning_rate=learning_rate, seed=seed)
+        meta = train_student(rows, config, out_dir)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
     teacher_id = "+".join(run.stem for run in runs)
     (out_dir / "README.md").write_text(model_card(meta, teacher_id, _files_hash([queries_path, docs_path, *runs])))
     click.echo(f"saved to {out_dir} in {meta['train_seconds']:.0f} s; thresholds {meta['thresholds']}")

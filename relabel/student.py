@@ -23,6 +23,10 @@ import numpy as np
 STUDENT_CONFIG_FILE = "relabel_student.json"
 RECIPES = ("cross-encoder", "bi-encoder", "slm")
 OBJECTIVES = ("soft", "regression")
+BATCHING = ("random", "length", "query")
+PRECISIONS = ("auto", "fp32", "bf16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+LENGTH_BUCKET_BATCHES = 50
 
 
 @dataclass(frozen=True)
@@ -30,14 +34,22 @@ class StudentConfig:
     """Training settings. ``objective`` applies to the cross-encoder: ``soft`` = cross-entropy against the
     teacher's grade distribution (4-grade head), ``regression`` = MSE on the expected grade (1 output).
     ``epochs`` and ``patience`` apply to the encoders, ``max_steps`` and ``lora_r`` to the SLM (``lora_r`` 0 =
-    full fine-tuning)."""
+    full fine-tuning).
+
+    Encoder-only: ``batching`` = ``random`` (shuffled rows), ``length`` (rows of similar length batched
+    together, batch order shuffled: less padding) or ``query`` (each batch holds one query's pairs, length
+    sorted, which the ranking loss needs); ``rank_weight`` adds margin-MSE between the student's and the
+    teacher's expected-grade gaps of same-query pairs in a batch; ``precision`` = ``auto`` (bf16 autocast on a
+    GPU or a CPU with native bf16, else fp32), ``fp32`` or ``bf16``. ``init_from``: a student checkpoint of the
+    same recipe whose weights (and head) training starts from instead of ``base_model``; it is recorded as the
+    parent."""
 
     base_model: str
     recipe: str = "bi-encoder"
     objective: str = "soft"
-    max_length: int = 256
-    batch_size: int = 16
-    epochs: int = 2
+    max_length: int = 128
+    batch_size: int = 32
+    epochs: int = 1
     learning_rate: float = 3e-5
     val_fraction: float = 0.2
     patience: int = 1
@@ -45,6 +57,10 @@ class StudentConfig:
     max_steps: int = 300
     lora_r: int = 0
     max_doc_chars: int = 600
+    batching: str = "length"
+    rank_weight: float = 0.0
+    precision: str = "auto"
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -53,6 +69,14 @@ class StudentConfig:
             raise ValueError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
         if self.objective != "soft" and self.recipe != "cross-encoder":
             raise ValueError(f"objective {self.objective!r} exists only for the cross-encoder recipe")
+        if self.batching not in BATCHING:
+            raise ValueError(f"unknown batching {self.batching!r}: use one of {', '.join(BATCHING)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.rank_weight < 0:
+            raise ValueError("rank_weight must be >= 0")
+        if self.init_from and self.recipe == "slm":
+            raise ValueError("init_from is implemented for the encoder recipes (bi-encoder, cross-encoder)")
 
 
 class Labeler:
@@ -171,7 +195,7 @@ def encoder_inputs(
 ) -> tuple[list[str], list[str], Any, np.ndarray, tuple[list[int], list[int]]]:
     """What both encoder recipes train on: query texts, document texts (title and body, cut to twice
     ``max_doc_chars``), the teacher's grade distributions as a float tensor, its grades, and the
-    query-grouped (train, validation) split."""
+    query-grouped (train, validation) split. Row ``qid``s go to ``fit_and_save`` separately."""
     import torch
 
     queries = [str(r["query_text"]) for r in rows]
@@ -179,6 +203,84 @@ def encoder_inputs(
     targets = torch.tensor([target_distribution(r) for r in rows], dtype=torch.float32)
     grades = np.array([int(r["grade"]) for r in rows])
     return queries, docs, targets, grades, query_group_split(rows, config.val_fraction, config.seed)
+
+
+def training_batches(train_idx: Sequence[int], lengths: Sequence[int], qids: Sequence[str], config: StudentConfig,
+                     rng: random.Random) -> list[list[int]]:
+    """One epoch's batches of row indices under ``config.batching``: ``random`` chunks a shuffle; ``length``
+    sorts each window of ``LENGTH_BUCKET_BATCHES`` batches of a shuffle by length before chunking it;
+    ``query`` chunks each query's rows sorted by length. The batch order is shuffled in every mode."""
+    order = list(train_idx)
+    rng.shuffle(order)
+    size = config.batch_size
+    if config.batching == "query":
+        by_query: dict[str, list[int]] = {}
+        for i in order:
+            by_query.setdefault(qids[i], []).append(i)
+        groups = [sorted(rows, key=lambda i: lengths[i]) for rows in by_query.values()]
+    elif config.batching == "length":
+        window = size * LENGTH_BUCKET_BATCHES
+        groups = [sorted(order[s : s + window], key=lambda i: lengths[i]) for s in range(0, len(order), window)]
+    else:
+        groups = [order]
+    batches = [group[s : s + size] for group in groups for s in range(0, len(group), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def margin_mse(student: Any, teacher: Any, qids: Sequence[str]) -> Any:
+    """Margin-MSE over every same-query pair of a batch: the squared difference between the student's and the
+    teacher's expected-grade gaps (zero when no two rows share a query)."""
+    import torch
+
+    codes = {q: n for n, q in enumerate(dict.fromkeys(qids))}
+    group = torch.tensor([codes[q] for q in qids], device=student.device)
+    same = (group[:, None] == group[None, :]).triu(diagonal=1)
+    if not bool(same.any()):
+        return student.sum() * 0.0
+    gaps = (student[:, None] - student[None, :]) - (teacher[:, None] - teacher[None, :])
+    return gaps[same].pow(2).mean()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), read from /proc/cpuinfo's flags."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def autocast(device: Any, precision: str) -> Any:
+    """The autocast context for ``precision`` on ``device``: bf16 when asked, or for ``auto`` on a GPU or a CPU
+    with native bf16; otherwise a no-op (fp32)."""
+    import contextlib
+
+    import torch
+
+    use_bf16 = precision == "bf16" or (precision == "auto" and (device.type == "cuda" or cpu_has_native_bf16()))
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def parent_checkpoint(config: StudentConfig) -> dict[str, Any] | None:
+    """The ``init_from`` checkpoint's identity (path, weights sha256, recipe, base model, its own parent), after
+    checking it is a checkpoint of the same recipe; None without ``init_from``."""
+    if not config.init_from:
+        return None
+    from relabel.paths import file_sha256
+
+    parent = read_meta(Path(config.init_from))
+    if parent.get("recipe") != config.recipe:
+        raise ValueError(f"--init-from {config.init_from} is a {parent.get('recipe')} checkpoint, not {config.recipe}")
+    if config.recipe == "cross-encoder" and parent.get("objective") != config.objective:
+        raise ValueError(f"--init-from {config.init_from} was trained with objective {parent.get('objective')!r}")
+    weights = Path(config.init_from) / "model.safetensors"
+    return {"path": str(Path(config.init_from).resolve()),
+            "sha256": file_sha256(weights) if weights.is_file() else None,
+            "recipe": parent["recipe"], "base_model": parent.get("base_model"),
+            "parent": (parent.get("parent") or {}).get("sha256")}
 
 
 def torch_device() -> Any:
@@ -197,13 +299,18 @@ def fit_epochs(
     grades: np.ndarray,
     split: tuple[list[int], list[int]],
     config: StudentConfig,
+    qids: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], float | None]:
-    """The epoch loop shared by the encoder recipes: seeded shuffles, ``batch_loss`` per batch of row
-    indices, validation kappa with the teacher before training (epoch 0) and after each epoch, the best
+    """The epoch loop shared by the encoder recipes: seeded ``training_batches`` (by query when ``qids`` are
+    given), ``batch_loss`` per batch of row indices under ``autocast``, validation kappa with the teacher
+    before training (epoch 0) and after each epoch, the best
     epoch's weights restored (the starting weights when no epoch beats them), and early stopping after
     ``patience`` epochs without improvement. Returns (history, best validation kappa)."""
     train_idx, val_idx = split
     shuffler = random.Random(config.seed)
+    lengths = [len(q) + len(d) for q, d in zip(texts[0], texts[1], strict=True)]
+    qids = list(qids) or [str(i) for i in range(len(lengths))]
+    device = next(modules[0].parameters()).device
     history: list[dict[str, Any]] = []
     best: tuple[float, list[dict[str, Any]]] | None = None
     if val_idx:
@@ -216,18 +323,19 @@ def fit_epochs(
     for epoch in range(config.epochs):
         for module in modules:
             module.train()
-        order = train_idx[:]
-        shuffler.shuffle(order)
         losses = []
-        for start in range(0, len(order), config.batch_size):
-            loss = batch_loss(order[start : start + config.batch_size])
+        started = time.perf_counter()
+        for batch in training_batches(train_idx, lengths, qids, config, shuffler):
+            with autocast(device, config.precision):
+                loss = batch_loss(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
         for module in modules:
             module.eval()
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                                  "epoch_seconds": time.perf_counter() - started}
         history.append(record)
         if not val_idx:
             continue
@@ -258,12 +366,13 @@ def fit_and_save(
     tokenizer: Any,
     out_dir: Path,
     extra_meta: Callable[[], dict[str, Any]] = dict,
+    qids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What every encoder recipe does with its pieces: ``fit_epochs``, the final thresholds, the model
     (``modules[0]``) and tokenizer saved in Hugging Face format, and ``relabel_student.json`` written with the
     training record plus ``extra_meta()`` (read after training, e.g. a trained head)."""
     started = time.perf_counter()
-    history, best_kappa = fit_epochs(modules, optimizer, batch_loss, labeler, texts, grades, split, config)
+    history, best_kappa = fit_epochs(modules, optimizer, batch_loss, labeler, texts, grades, split, config, qids)
     labeler.thresholds = final_thresholds(labeler, texts[0], texts[1], grades, split[1], history)
     modules[0].save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
@@ -271,6 +380,7 @@ def fit_and_save(
         out_dir,
         config,
         **extra_meta(),
+        parent=parent_checkpoint(config),
         thresholds=labeler.thresholds,
         history=history,
         best_val_kappa_vs_teacher=best_kappa,
@@ -348,8 +458,12 @@ def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:
         recipe = (f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
                   f"with the teacher (patience {meta['patience']}; kept epoch {meta.get('best_epoch')}, "
                   f"0 = the base weights)")
+    parent = meta.get("parent")
+    lineage = (f"- parent checkpoint (fine-tuned from): `{parent['path']}` (weights sha256 `{parent['sha256']}`)\n"
+               if parent else "")
     return (
-        f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n- teacher: `{teacher_id}`\n"
+        f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n{lineage}"
+        f"- teacher: `{teacher_id}`\n"
         f"- training data sha256: `{data_hash}`\n- recipe: {recipe}; validation split grouped by query; "
         f"grade thresholds {[round(t, 4) for t in meta['thresholds']]} fitted to the teacher's grade shares\n"
         f"- train rows {meta['train_rows']}, validation rows {meta['val_rows']}, seed {meta['seed']}\n"

@@ -15,8 +15,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from relabel.student import (
     Labeler,
     StudentConfig,
+    autocast,
     encoder_inputs,
     fit_and_save,
+    margin_mse,
     read_meta,
     seed_everything,
     torch_device,
@@ -53,26 +55,28 @@ class CrossEncoderLabeler(Labeler):
     """A loaded cross-encoder student."""
 
     def __init__(self, model: Any, tokenizer: Any, max_length: int, thresholds: Sequence[float],
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, precision: str = "auto") -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.thresholds = list(thresholds)
         self.batch_size = batch_size
+        self.precision = precision
 
     @classmethod
     def load(cls, directory: Path) -> CrossEncoderLabeler:
         """Load a checkpoint written by ``train_cross_encoder``."""
         meta = read_meta(directory)
-        model = AutoModelForSequenceClassification.from_pretrained(str(directory)).to(torch_device())
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory), dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        return cls(model, tokenizer, meta["max_length"], meta["thresholds"])
+        return cls(model.to(torch_device()), tokenizer, meta["max_length"], meta["thresholds"],
+                   precision=meta.get("precision", "auto"))
 
     def probabilities(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
         """(n, 4) grade probabilities; batches sorted by length to cut padding, no autograd."""
         order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(docs[i]))
         out = np.zeros((len(queries), 4), dtype=np.float64)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.model.device, self.precision):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 batch = encode(self.tokenizer, queries, docs, idx, self.max_length, self.model.device)
@@ -89,22 +93,31 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.
 
 
 def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
-    """Fine-tune on the teacher's labels (validation split by query, early stopping on validation kappa with
-    the teacher) and save to ``out_dir`` in Hugging Face format."""
+    """Fine-tune on the teacher's labels (plus margin-MSE on same-query expected-grade gaps when ``rank_weight``
+    > 0; validation split by query, early stopping on validation kappa with the teacher) and save to
+    ``out_dir`` in Hugging Face format. With ``init_from``, training starts from that checkpoint."""
     seed_everything(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    start = config.init_from or config.base_model
+    tokenizer = AutoTokenizer.from_pretrained(start)
     device = torch_device()
     model = AutoModelForSequenceClassification.from_pretrained(
-        config.base_model, num_labels=4 if config.objective == "soft" else 1, dtype=torch.float32
+        start, num_labels=4 if config.objective == "soft" else 1, dtype=torch.float32
     ).to(device)
     queries, docs, targets, grades, (train_idx, val_idx) = encoder_inputs(rows, config)
     targets = targets.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    labeler = CrossEncoderLabeler(model, tokenizer, config.max_length, [0.75, 1.5, 2.25])
+    labeler = CrossEncoderLabeler(model, tokenizer, config.max_length, [0.75, 1.5, 2.25], precision=config.precision)
+    qids = [str(r["qid"]) for r in rows]
+    grade_values = torch.arange(4, dtype=torch.float32, device=device)
 
     def batch_loss(idx: list[int]) -> torch.Tensor:
         batch = encode(tokenizer, queries, docs, idx, config.max_length, device)
-        return _loss(model(**batch).logits, targets[idx], config.objective)
+        logits = model(**batch).logits.float()
+        loss = _loss(logits, targets[idx], config.objective)
+        if config.rank_weight:
+            expected = head_probabilities(logits) @ grade_values
+            loss = loss + config.rank_weight * margin_mse(expected, targets[idx] @ grade_values, [qids[i] for i in idx])
+        return loss
 
     return fit_and_save([model], optimizer, batch_loss, labeler, (queries, docs), grades, (train_idx, val_idx),
-                        config, tokenizer, out_dir)
+                        config, tokenizer, out_dir, qids=qids)

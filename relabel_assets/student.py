@@ -51,6 +51,7 @@ def student_checkpoint(
                 "base_model": meta["base_model"],
                 "recipe": f"cross-encoder/{config.objective}" if config.recipe == "cross-encoder" else config.recipe,
                 "teacher_id": teacher_id,
+                "parent_sha256": (meta.get("parent") or {}).get("sha256"),
                 "training_rows": len(rows),
                 "training_data_hash": data_hash,
                 "metrics": json.dumps(meta["history"]),

@@ -32,6 +32,7 @@ class PipelineSettings(dg.ConfigurableResource):
     student_max_length: int = 256
     student_max_steps: int = 300
     student_lora_r: int = 0
+    student_init_from: str = ""
     # incremental relabeling (inbox batches)
     staging_table: str = "inbox_staging"
     incremental_top_k: int = 5
@@ -65,6 +66,7 @@ class PipelineSettings(dg.ConfigurableResource):
             student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
             student_max_steps=int(env("RELABEL_STUDENT_MAX_STEPS", "300")),
             student_lora_r=int(env("RELABEL_STUDENT_LORA_R", "0")),
+            student_init_from=env("RELABEL_STUDENT_INIT_FROM", ""),
             staging_table=env("RELABEL_STAGING_TABLE", "inbox_staging"),
             incremental_top_k=int(env("RELABEL_INCREMENTAL_TOP_K", "5")),
             teacher_sample_rate=float(env("RELABEL_TEACHER_SAMPLE_RATE", "0.2")),
@@ -98,5 +100,6 @@ class PipelineSettings(dg.ConfigurableResource):
             max_length=self.student_max_length,
             max_steps=self.student_max_steps,
             lora_r=self.student_lora_r,
+            init_from=self.student_init_from,
             seed=self.seed,
         )

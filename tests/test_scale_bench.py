@@ -1,0 +1,72 @@
+"""bench/scale_bench.py on the shared trec-dl-2019-2021-gpt4o and trec-dl-2023-test-a folders: the rows it
+trains on carry no human grade, and its report reproduces the teacher's published agreement when fed the
+teacher's own grades as predictions."""
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BENCHMARKS, requires_benchmarks
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _scale_bench():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("scale_bench", REPO / "bench" / "scale_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
+@requires_benchmarks()
+def test_training_rows_are_the_teachers_and_nothing_human(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _scale_bench()
+    data = bench.load_rows(BENCHMARKS)
+    assert len(data["train"]) == 31474 and len({r["qid"] for r in data["train"]}) == 150
+    assert {r["year"] for r in data["train"]} == {"TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"}
+    assert len(data["test_a"]) == 2691
+    assert not {"human", "nist"} & set(data["train"][0]) and "grade" not in data["test_a"][0]
+    gpt4o = {(q, d): int(g) for q, _, d, g in (line.split() for line in
+             (BENCHMARKS / bench.SCALE / "runs" / f"{bench.GPT4O_RUN}.txt").read_text().splitlines())}
+    assert all(r["grade"] == gpt4o[(r["qid"], r["doc_id"])] for r in data["train"])
+    assert not {r["qid"] for r in data["train"]} & {r["qid"] for r in data["test_a"]}
+    packed = tmp_path / "rows.json.gz"
+    monkeypatch.setattr("sys.argv", ["scale_bench", "--shared", str(BENCHMARKS), "--save-rows", str(packed)])
+    bench.main()
+    assert json.loads(gzip.decompress(packed.read_bytes())) == data
+
+
+@pytest.mark.integration
+@requires_benchmarks()
+def test_report_scores_predictions_against_nist() -> None:
+    bench = _scale_bench()
+    references = bench.reference_frames(BENCHMARKS)
+    test = references["test-a"]
+    # the recorded willia-umbrela1 labeling as if it were a student: the report must give its known kappa
+    as_student = {"protocol": "transfer", "split": "test-a", "config": {"epochs": 3}, "train_seconds": 1.0,
+                  "labels_per_s": 1.0, "val_kappa_vs_teacher": 0.5, "best_epoch": 1,
+                  "pairs": [[q, d, float(g), int(g)] for q, d, g in
+                            zip(test["qid"], test["doc_id"], test["willia-umbrela1"], strict=True)]}
+    loyo = []
+    for year in ("TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"):
+        frame = references[year]
+        loyo.append({"protocol": "loyo", "split": year, "config": {}, "train_seconds": 2.0, "labels_per_s": 3.0,
+                     "val_kappa_vs_teacher": None, "best_epoch": 0,
+                     "pairs": [[q, d, float(g), int(g)] for q, d, g in
+                               zip(frame["qid"], frame["doc_id"], frame["teacher_gpt4o"], strict=True)]})
+    tables = bench.report([as_student, *loyo], references)
+    transfer = tables["transfer: train on DL 2019-2021 (GPT-4o), label trec-dl-2023-test-a"].set_index("labeler")
+    student = transfer.loc['student {"epochs": 3}']
+    assert student["pairs"] == 2691 and student["kappa"] == pytest.approx(0.304, abs=0.0015)
+    assert student["kappa_vs_teacher"] == pytest.approx(1.0)
+    assert student["kappa"] == pytest.approx(transfer.loc["teacher: willia-umbrela1", "kappa"])
+    pooled = tables["leave one year out: held-out pooled"].set_index("labeler")
+    assert pooled.loc["student (default recipe)", "pairs"] == 31474
+    assert pooled.loc["student (default recipe)", "kappa"] == pytest.approx(0.352, abs=0.0015)
+    assert pooled.loc["teacher: GPT-4o (UMBRELA)", "qw_kappa"] == pytest.approx(0.604, abs=0.0015)
+    assert pooled.loc["student (default recipe)", "train_s"] == 6.0
+    assert set(tables) >= {f"leave one year out: held-out {y}" for y in ("TREC-DL-2019", "TREC-DL-2021")}
