@@ -331,7 +331,12 @@ def inbox_queries(
             .to_dict("records")
         )
         accepted, rejects = synthesize_queries(
-            conn, client, documents, queries_per_doc=settings.queries_per_doc, max_doc_chars=settings.max_doc_chars
+            conn,
+            client,
+            documents,
+            queries_per_doc=settings.queries_per_doc,
+            max_doc_chars=settings.max_doc_chars,
+            policy=llm.policy(),
         )
         hashes = {d["doc_id"]: d["content_hash"] for d in documents}
         frame = pd.DataFrame(accepted, columns=["qid", "doc_id", "query_type", "query_text", "model", "prompt_version"])
