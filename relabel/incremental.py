@@ -22,7 +22,7 @@ from typing import Any
 import bm25s
 import numpy as np
 
-from relabel.documents import SUPPORTED_SUFFIXES
+from relabel.documents import SUPPORTED_SUFFIXES, iter_source_files
 from relabel.paths import file_sha256
 from relabel.retrieval import BM25Index, passage_texts, tokenize
 
@@ -30,6 +30,7 @@ MANIFEST_FILE = "manifest.json"
 FILES_DIR = "files"
 INBOX_PREFIX = "inbox/"
 STAGING_PREFIX = "staging/"
+UNREADABLE = "unreadable:"
 
 TABLES_DDL = {
     "inbox_batches": """
@@ -45,7 +46,7 @@ TABLES_DDL = {
             doc_id varchar, version integer, content_hash varchar, batch_id varchar, change varchar,
             is_tombstone boolean, title varchar, author varchar, path varchar, modified varchar, doc_type varchar,
             format varchar, text varchar, created_at timestamp, retired_at timestamp, retired_by_batch varchar,
-            primary key (doc_id, version))""",
+            encoding varchar, source_bytes bigint, truncated boolean, primary key (doc_id, version))""",
     "label_queries": """
         create table if not exists label_queries (
             qid varchar primary key, doc_id varchar, content_hash varchar, query_type varchar, query_text varchar,
@@ -86,6 +87,8 @@ def ensure_tables(conn: Any) -> None:
     """Create every table of the incremental path that is missing (a DuckDB connection)."""
     for ddl in TABLES_DDL.values():
         conn.execute(ddl)
+    for column, kind in (("encoding", "varchar"), ("source_bytes", "bigint"), ("truncated", "boolean")):
+        conn.execute(f"alter table document_versions add column if not exists {column} {kind}")
 
 
 # ---------------------------------------------------------------- inbox state, batches and manifests
@@ -127,21 +130,38 @@ class InboxCursor:
 
 def scan_inbox(folder: Path, previous: Mapping[str, SourceState]) -> dict[str, SourceState]:
     """``doc id -> state`` of every supported file under ``folder``; a file whose size and mtime match the
-    previous state keeps its hash without being read again."""
-    if not folder.exists():
-        return {}
+    previous state keeps its hash without being read again. An entry that cannot be read (symlink loop,
+    no read permission, undecodable name, FIFO) gets the hash ``unreadable:<reason>``: it travels through
+    the batch to ``inbox_quarantine`` with that reason, and is tried again at every scan."""
     states: dict[str, SourceState] = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+    for entry in iter_source_files(folder):
+        if not entry.problem and entry.path.suffix.lower() not in SUPPORTED_SUFFIXES:
             continue
-        doc_id = INBOX_PREFIX + path.relative_to(folder).as_posix()
-        stat = path.stat()
-        known = previous.get(doc_id)
-        if known is not None and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            states[doc_id] = known
-        else:
-            states[doc_id] = SourceState(stat.st_size, stat.st_mtime_ns, file_sha256(path))
+        doc_id = INBOX_PREFIX + entry.doc_id
+        if entry.problem:
+            states[doc_id] = SourceState(0, 0, UNREADABLE + entry.problem)
+            continue
+        try:
+            stat = entry.path.stat()
+            known = previous.get(doc_id)
+            if (
+                known is not None
+                and not known.sha256.startswith(UNREADABLE)
+                and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+            ):
+                states[doc_id] = known
+            else:
+                states[doc_id] = SourceState(stat.st_size, stat.st_mtime_ns, file_sha256(entry.path))
+        except OSError as error:
+            states[doc_id] = SourceState(0, 0, f"{UNREADABLE}cannot read: {error.strerror or error}")
     return states
+
+
+def unreadable_reason(content_hash: str | None) -> str | None:
+    """The reason carried by an ``unreadable:`` hash, ``None`` for a real content hash."""
+    if content_hash and content_hash.startswith(UNREADABLE):
+        return content_hash.removeprefix(UNREADABLE)
+    return None
 
 
 def staging_doc_id(name: str) -> str:
@@ -243,13 +263,18 @@ def snapshot_batch(
     staging = batches_dir / f".{batch_id}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     for doc_id in (*changes.added, *changes.changed):
+        if unreadable_reason(hashes[doc_id]) is not None:
+            continue  # nothing to copy: the manifest carries the reason to the quarantine
         target = staging / FILES_DIR / doc_id
         target.parent.mkdir(parents=True, exist_ok=True)
         source = sources[doc_id]
-        if isinstance(source, Path):
-            shutil.copy2(source, target)
-        else:
-            target.write_text(source, encoding="utf-8")
+        try:
+            if isinstance(source, Path):
+                shutil.copy2(source, target)
+            else:
+                target.write_text(source, encoding="utf-8")
+        except OSError:
+            continue  # gone or unreadable since the scan: the batch quarantines it as a missing snapshot
     staging.mkdir(parents=True, exist_ok=True)
     BatchManifest(
         batch_id,

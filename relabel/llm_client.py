@@ -7,7 +7,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -15,6 +15,9 @@ import duckdb  # noqa: E402
 import litellm  # noqa: E402
 
 from relabel import local_llm  # noqa: E402
+
+if TYPE_CHECKING:
+    from relabel.llm_runner import CallPolicy
 
 CACHE_DDL = """
 create table if not exists llm_cache (
@@ -111,6 +114,22 @@ class LLMClient:
             cost_usd=self.cost(response, latency),
         )
 
+    def max_cost_usd(self, messages: list[dict[str, str]], max_tokens: int) -> float:
+        """The most one attempt can cost, reserved from the budget before it is sent: the price of as many
+        prompt tokens as the messages have UTF-8 bytes (a byte-level tokenizer never makes more) plus
+        ``max_tokens`` completion tokens, for priced API models; else the timeout in machine-seconds times
+        ``hourly_rate_usd``."""
+        if not self.model.startswith(local_llm.PROVIDER + "/") and self.mock_response is None:
+            prompt_bytes = sum(len(str(m.get("content", "")).encode()) + 8 for m in messages)
+            try:
+                prompt, completion = litellm.cost_per_token(
+                    model=self.model, prompt_tokens=prompt_bytes, completion_tokens=int(max_tokens)
+                )
+                return float(prompt + completion)
+            except Exception:  # noqa: BLE001 - unpriced model: machine time, as in cost()
+                pass
+        return self.timeout_s * self.hourly_rate_usd / 3600.0
+
     def cost(self, response: Any, latency_s: float) -> float:
         """Dollars for one call: litellm's price table for priced API models, else machine-seconds times
         ``hourly_rate_usd`` (local llama.cpp, self-hosted vLLM, mocks)."""
@@ -160,13 +179,15 @@ def cached_complete(
     prompt_id: str,
     prompt_version: str,
     messages: list[dict[str, str]],
+    policy: CallPolicy | None = None,
     **params: Any,
 ) -> LLMAnswer:
-    """One request through ``llm_runner.run_calls`` (cache, retries, call log); raises when it failed."""
+    """One request through ``llm_runner.run_calls`` (cache, retries, call log, and ``policy``'s rate limits
+    and budget); raises when it failed."""
     from relabel.llm_runner import CallRequest, run_calls
 
     request = CallRequest("single", messages, params, prompt_id, prompt_version)
-    outcome = run_calls(conn, client, [request], labeler_id=f"{prompt_id}:{client.model}")["single"]
+    outcome = run_calls(conn, client, [request], labeler_id=f"{prompt_id}:{client.model}", policy=policy)["single"]
     if outcome.answer is None:
         raise RuntimeError(outcome.error or outcome.status)
     return outcome.answer

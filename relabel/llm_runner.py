@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -53,9 +53,40 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Budget:
+    """A dollar budget shared by every call that holds it. Each attempt reserves its maximum cost before it
+    is sent and settles to its actual cost when it returns, so calls in flight can never overshoot it
+    together; an attempt that does not fit is not sent."""
+
+    def __init__(self, limit_usd: float) -> None:
+        self.limit_usd = float(limit_usd)
+        self.spent_usd = 0.0
+        self.reserved_usd = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, amount_usd: float) -> bool:
+        """Hold ``amount_usd`` if it fits next to what is spent and held; ``False`` (nothing held) otherwise."""
+        with self._lock:
+            if self.spent_usd + self.reserved_usd + amount_usd > self.limit_usd + 1e-12:
+                return False
+            self.reserved_usd += amount_usd
+            return True
+
+    def settle(self, reserved_usd: float, actual_usd: float) -> None:
+        """Release a reservation and book what the attempt really cost."""
+        with self._lock:
+            self.reserved_usd -= reserved_usd
+            self.spent_usd += actual_usd
+
+
+class BudgetExhausted(RuntimeError):
+    """The next attempt's maximum cost does not fit in what is left of the budget."""
+
+
 @dataclass(frozen=True)
 class CallPolicy:
-    """How a batch of calls behaves under load and failure."""
+    """How a batch of calls behaves under load and failure. ``budget`` and ``limiter`` are shared by every
+    ``run_calls`` given this policy (see ``shared()``); without them each ``run_calls`` starts its own."""
 
     max_concurrency: int = 1
     max_attempts: int = 4
@@ -65,6 +96,17 @@ class CallPolicy:
     tokens_per_minute: int | None = None
     budget_usd: float | None = None
     invalid_answer_retries: int = 1
+    budget: Budget | None = field(default=None, compare=False, repr=False)
+    limiter: _RateLimiter | None = field(default=None, compare=False, repr=False)
+
+    def shared(self) -> CallPolicy:
+        """This policy with one budget and one rate limiter, for all the calls of a run (query writing,
+        grading, every ensemble member) instead of one per batch."""
+        return replace(
+            self,
+            budget=Budget(self.budget_usd) if self.budget_usd is not None else None,
+            limiter=_RateLimiter(self.requests_per_minute, self.tokens_per_minute),
+        )
 
 
 @dataclass(frozen=True)
@@ -159,7 +201,9 @@ def run_calls(
             outcomes[request.item_id] = CallOutcome(request.item_id, "ok" if validate(answer) else "invalid", answer)
         else:
             pending.append((request, key))
-    limiter = _RateLimiter(policy.requests_per_minute, policy.tokens_per_minute)
+    limiter = policy.limiter or _RateLimiter(policy.requests_per_minute, policy.tokens_per_minute)
+    budget = policy.budget or (Budget(policy.budget_usd) if policy.budget_usd is not None else None)
+    max_cost = getattr(client, "max_cost_usd", None)
 
     def attempt_call(request: CallRequest) -> CallOutcome:
         outcome = CallOutcome(request.item_id, "failed")
@@ -174,11 +218,23 @@ def run_calls(
             try:
                 for attempt in retrying:
                     with attempt:
+                        held = 0.0
+                        if budget is not None:
+                            if max_cost is not None:
+                                held = max_cost(request.messages, int(request.params.get("max_tokens", 16)))
+                            if not budget.reserve(held):
+                                raise BudgetExhausted(
+                                    f"budget of ${budget.limit_usd:.2f} spent (${budget.spent_usd:.4f} spent, "
+                                    f"${budget.reserved_usd:.4f} held by calls in flight, "
+                                    f"this call may cost ${held:.4f})"
+                                )
                         limiter.acquire(_estimate_tokens(request))
                         started = time.perf_counter()
                         try:
                             answer = client.complete(request.messages, **request.params)
                         except BaseException as error:
+                            if budget is not None:
+                                budget.settle(held, 0.0)
                             outcome.attempts.append(
                                 {
                                     "status": "error",
@@ -187,6 +243,12 @@ def run_calls(
                                 }
                             )
                             raise
+                        if budget is not None:
+                            budget.settle(held, answer.cost_usd)
+            except BudgetExhausted as error:
+                outcome.status = "skipped_budget" if outcome.answer is None else "invalid"
+                outcome.error = str(error)
+                return outcome
             except Exception as error:  # noqa: BLE001 - recorded on the outcome with its reason
                 outcome.status, outcome.error = "failed", _error_text(error)
                 return outcome
@@ -199,7 +261,6 @@ def run_calls(
                 return outcome
             invalid_left -= 1
 
-    spent = 0.0
     done = 0
     queue = list(pending)
     keys = {request.item_id: key for request, key in pending}
@@ -207,10 +268,10 @@ def run_calls(
         running: dict[Future[CallOutcome], CallRequest] = {}
         while queue or running:
             while queue and len(running) < max(1, policy.max_concurrency):
-                if policy.budget_usd is not None and spent >= policy.budget_usd:
+                if budget is not None and budget.spent_usd >= budget.limit_usd:
                     for request, _ in queue:
                         outcomes[request.item_id] = CallOutcome(
-                            request.item_id, "skipped_budget", error=f"budget of ${policy.budget_usd:.2f} spent"
+                            request.item_id, "skipped_budget", error=f"budget of ${budget.limit_usd:.2f} spent"
                         )
                     queue.clear()
                     break
@@ -222,7 +283,7 @@ def run_calls(
             for future in finished:
                 request = running.pop(future)
                 outcome = future.result()
-                spent += _log_attempts(conn, client, request, keys[request.item_id], outcome, labeler_id)
+                _log_attempts(conn, client, request, keys[request.item_id], outcome, labeler_id)
                 if outcome.answer is not None and outcome.status in ("ok", "invalid"):
                     store_answer(
                         conn,

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from relabel.llm_client import LLMClient, cached_complete, ensure_cache
+from relabel.llm_runner import CallPolicy
 from relabel.prompts import PromptTemplate, load_prompt, render_pair
 from relabel.query_stats import ENGLISH_STOPWORDS, NEAR_DUPLICATE_JACCARD, NearDuplicateIndex, normalize
 
@@ -232,11 +233,13 @@ def synthesize_queries(
     language: str = "en",
     spare: int = 1,
     progress: Callable[[int], None] | None = None,
+    policy: CallPolicy | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Accepted queries (with ``query_type``) and rejects (each with ``reason`` and ``detail``) for every
     document. The LLM is asked for ``queries_per_doc + spare`` queries of rotating kinds, so a rejected
     query need not leave a document short; valid queries beyond the quota are rejected as ``over_quota``.
-    ``language="en"`` enables the wrong-language filter (any other value disables it)."""
+    ``language="en"`` enables the wrong-language filter (any other value disables it). Every call obeys
+    ``policy`` (retries, rate limits, budget): pass one ``CallPolicy.shared()`` for the whole run."""
     prompt = load_prompt(QUERY_PROMPT)
     ensure_cache(conn)
     query_filter = QueryFilter(examples=prompt_examples(prompt), language=language)
@@ -253,6 +256,7 @@ def synthesize_queries(
                 prompt.prompt_id,
                 prompt.version,
                 messages,
+                policy=policy,
                 max_tokens=TOKENS_PER_QUERY * len(kinds) + 8,
                 response_format=response_schema(kinds),
             )

@@ -19,10 +19,13 @@ def seed_corpus(
 ) -> dg.MaterializeResult:
     """Seed documents with enterprise metadata (title, author, path, modified date, type), parsed from
     md, txt, html, json and eml files of the corpus folder and the inbox. Files that cannot be read go
-    to ``seed_corpus_quarantine`` with the reason."""
+    to ``seed_corpus_quarantine`` with the reason; at most ``max_doc_bytes`` of a file are read (``truncated``
+    marks the rest), and the detected ``encoding`` is kept."""
     started = time.perf_counter()
-    documents, quarantined = scan_directory(settings.corpus_path())
-    inbox_docs, inbox_quarantined = scan_directory(settings.inbox_path(), prefix="inbox/")
+    documents, quarantined = scan_directory(settings.corpus_path(), max_bytes=settings.max_doc_bytes)
+    inbox_docs, inbox_quarantined = scan_directory(
+        settings.inbox_path(), prefix="inbox/", max_bytes=settings.max_doc_bytes
+    )
     documents += inbox_docs
     quarantined += inbox_quarantined
     frame = pd.DataFrame([d.as_row() for d in documents], columns=DOC_COLUMNS)
@@ -46,4 +49,6 @@ def seed_corpus(
         quarantined=dg.MetadataValue.int(len(quarantined)),
         formats=dg.MetadataValue.json(frame["format"].value_counts().to_dict()),
         inbox_documents=dg.MetadataValue.int(len(inbox_docs)),
+        truncated=dg.MetadataValue.int(int(frame["truncated"].sum())),
+        encodings=dg.MetadataValue.json(frame["encoding"].value_counts().to_dict()),
     )

@@ -67,9 +67,16 @@ def _bootstrap(conn: duckdb_lib.DuckDBPyConnection, now: pd.Timestamp) -> None:
             "incremental relabeling starts from the full pipeline's tables: run `relabel run` (relabel_job) once first"
         )
     run = conn.execute
+    seed_columns = {
+        c
+        for (c,) in run(
+            "select column_name from information_schema.columns where table_name = 'seed_corpus'"
+        ).fetchall()
+    }
+    read_as = ", ".join(c if c in seed_columns else "null" for c in ("encoding", "source_bytes", "truncated"))
     run(
         "insert into document_versions select doc_id, 1, content_hash, 'baseline', 'baseline', false, title, author, "
-        "path, modified, doc_type, format, text, ?, null, null from seed_corpus",
+        f"path, modified, doc_type, format, text, ?, null, null, {read_as} from seed_corpus",
         [now],
     )
     run(
@@ -130,13 +137,16 @@ def _merge(conn: duckdb_lib.DuckDBPyConnection, rows: list[dict], batch_id: str,
     return len(merge.insert), len(merge.retire)
 
 
-def _read_batch_file(folder: Path, doc_id: str, expected_hash: str) -> Document:
+def _read_batch_file(folder: Path, doc_id: str, expected_hash: str, max_bytes: int) -> Document:
+    reason = inc.unreadable_reason(expected_hash)
+    if reason is not None:
+        raise DocumentError(reason)
     path = folder / inc.FILES_DIR / doc_id
     if not path.exists():
         raise DocumentError("snapshot file is missing from the batch folder")
     if file_sha256(path) != expected_hash:
         raise DocumentError("snapshot content does not match the hash in the manifest")
-    return read_document(path, doc_id)
+    return read_document(path, doc_id, max_bytes)
 
 
 @_asset(kinds={"duckdb", "python"})
@@ -169,13 +179,13 @@ def inbox_documents(
         quarantine = []
         for doc_id, content_hash in sorted(manifest.incoming.items()):
             try:
-                parsed[doc_id] = _read_batch_file(folder, doc_id, content_hash)
+                parsed[doc_id] = _read_batch_file(folder, doc_id, content_hash, settings.max_doc_bytes)
             except (DocumentError, OSError) as error:
                 quarantine.append(
                     {
                         "batch_id": batch_id,
                         "doc_id": doc_id,
-                        "content_hash": content_hash,
+                        "content_hash": None if inc.unreadable_reason(content_hash) else content_hash,
                         "reason": str(error),
                         "seen_at": now,
                     }
@@ -321,7 +331,12 @@ def inbox_queries(
             .to_dict("records")
         )
         accepted, rejects = synthesize_queries(
-            conn, client, documents, queries_per_doc=settings.queries_per_doc, max_doc_chars=settings.max_doc_chars
+            conn,
+            client,
+            documents,
+            queries_per_doc=settings.queries_per_doc,
+            max_doc_chars=settings.max_doc_chars,
+            policy=llm.policy(),
         )
         hashes = {d["doc_id"]: d["content_hash"] for d in documents}
         frame = pd.DataFrame(accepted, columns=["qid", "doc_id", "query_type", "query_text", "model", "prompt_version"])

@@ -38,6 +38,7 @@ def synthetic_queries(
             queries_per_doc=settings.queries_per_doc,
             max_doc_chars=settings.max_doc_chars,
             progress=lambda n: n % 10 == 0 and context.log.info(f"queries written for {n} documents"),
+            policy=llm.policy(),
         )
         replace_table(conn, "synthetic_query_rejects", pd.DataFrame(rejects, columns=REJECT_COLUMNS))
     frame = pd.DataFrame(accepted, columns=QUERY_COLUMNS)

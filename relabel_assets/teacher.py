@@ -64,6 +64,7 @@ def teacher_labels(
         members: list[list[dict]] = [recorded_teacher_rows(pairs, Path(run)) for run in settings.teacher_runs]
         calls = 0
         if not settings.teacher_runs:
+            policy = llm.policy()  # one budget and one rate limit for every model and sample
             for model in llm.teacher_models():
                 client = llm.client(model=model)
                 for sample in range(llm.samples_per_model):
@@ -75,7 +76,7 @@ def teacher_labels(
                             pairs,
                             use_logprobs=llm.use_logprobs,
                             max_doc_chars=settings.max_doc_chars,
-                            policy=llm.policy(),
+                            policy=policy,
                             sample=sample,
                             temperature=llm.sample_temperature if llm.samples_per_model > 1 else 0.0,
                             progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),

@@ -72,7 +72,8 @@ class LLMGateway(dg.ConfigurableResource):
         return [self.model, *[m for m in self.ensemble_models if m != self.model]]
 
     def policy(self) -> CallPolicy:
-        """Retries, concurrency, rate limits and budget for a batch of calls."""
+        """Retries, concurrency, rate limits and budget for the calls of one asset: every call given this
+        policy (query writing, grading, each ensemble member) draws on one budget and one rate limit."""
         return CallPolicy(
             max_concurrency=self.max_concurrency,
             max_attempts=self.max_attempts,
@@ -80,4 +81,4 @@ class LLMGateway(dg.ConfigurableResource):
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             budget_usd=self.budget_usd,
-        )
+        ).shared()

@@ -23,6 +23,8 @@ class PipelineSettings(dg.ConfigurableResource):
     bm25_negatives: int = 2
     random_negatives: int = 1
     max_doc_chars: int = 500
+    # bytes read of one document file; the rest is hashed, not kept, and the document is marked truncated
+    max_doc_bytes: int = 1 << 20
     seed: int = 13
     teacher_runs: list[str] = []
     student_recipe: str = "bi-encoder"
@@ -59,6 +61,7 @@ class PipelineSettings(dg.ConfigurableResource):
             bm25_negatives=int(env("RELABEL_BM25_NEGATIVES", "2")),
             random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
             max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
+            max_doc_bytes=int(env("RELABEL_MAX_DOC_BYTES", str(1 << 20))),
             teacher_runs=[p for p in env("RELABEL_TEACHER_RUNS", "").split(",") if p.strip()],
             student_recipe=env("RELABEL_STUDENT_RECIPE", "bi-encoder"),
             student_objective=env("RELABEL_STUDENT_OBJECTIVE", "soft"),

@@ -1,5 +1,6 @@
 """Pure logic of incremental relabeling: versions, pairs, teacher sample, label merge, staleness, BM25 update."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,30 @@ def test_entering_pairs_and_term_overlap() -> None:
     ]
     tokens = inc.build_bm25([{"doc_id": "n", "content_hash": "h", "title": "Badge", "text": "replacement badge"}])[1]
     assert inc.terms_overlap(["lost badge", "vpn setup"], tokens.values()) == [True, False]
+
+
+def test_unreadable_inbox_entries_travel_to_the_batch_with_their_reason(tmp_path: Path) -> None:
+    inbox, batches = tmp_path / "inbox", tmp_path / "batches"
+    inbox.mkdir()
+    (inbox / "ok.md").write_text("fine")
+    (inbox / "ignored.xlsx").write_bytes(b"PK")
+    os.symlink("loop-b.txt", inbox / "loop-a.txt")
+    os.symlink("loop-a.txt", inbox / "loop-b.txt")
+    os.mkfifo(inbox / "pipe.txt")
+    states = inc.scan_inbox(inbox, {})
+    assert sorted(states) == ["inbox/loop-a.txt", "inbox/loop-b.txt", "inbox/ok.md", "inbox/pipe.txt"]
+    assert inc.unreadable_reason(states["inbox/loop-a.txt"].sha256) == "symlink loop"
+    assert inc.unreadable_reason(states["inbox/pipe.txt"].sha256) == "not a regular file (FIFO, socket or device)"
+    assert inc.unreadable_reason(states["inbox/ok.md"].sha256) is None
+    hashes = {d: s.sha256 for d, s in states.items()}
+    changes = inc.diff_hashes(hashes, {})
+    folder = inc.snapshot_batch(batches, "b000001-x", 1, changes, hashes, {d: inbox / d[6:] for d in states})
+    manifest = inc.BatchManifest.load(folder)
+    assert manifest.added == hashes  # the reasons ride in the manifest ...
+    assert sorted(p.name for p in (folder / inc.FILES_DIR / "inbox").iterdir()) == ["ok.md"]  # ... nothing is copied
+    # an unreadable entry is tried again at every scan, and becomes a change once it can be read
+    (inbox / "loop-a.txt").unlink()
+    (inbox / "loop-a.txt").write_text("readable now")
+    again = inc.scan_inbox(inbox, states)
+    changed = inc.diff_hashes({d: s.sha256 for d, s in again.items()}, hashes).changed
+    assert changed == ("inbox/loop-a.txt", "inbox/loop-b.txt")  # the link now reaches a readable file too

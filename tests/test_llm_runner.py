@@ -68,6 +68,62 @@ def test_budget_stops_cleanly_and_a_bigger_budget_resumes() -> None:
     assert len(scripted_llm.calls) == 10, "the 4 pairs answered before the budget stop are not paid twice"
 
 
+class ReservingClient(PricedClient):
+    """Every call costs half a dollar and says so before it is sent."""
+
+    def max_cost_usd(self, messages, max_tokens):  # noqa: ANN001, ANN201
+        return 0.5
+
+
+@pytest.mark.unit
+def test_calls_in_flight_cannot_overshoot_the_budget() -> None:
+    scripted_llm.register()
+    scripted_llm.calls.clear()
+    conn = duckdb.connect()
+    policy = CallPolicy(budget_usd=1.75, max_concurrency=4)  # four in flight would spend 2.0
+    rows = label_pairs(conn, ReservingClient("scripted/overlap"), make_pairs(10), use_logprobs=False, policy=policy)
+    statuses = [r["status"] for r in rows]
+    assert statuses.count("ok") == 3 and statuses.count("skipped_budget") == 7
+    assert len(scripted_llm.calls) == 3, "an attempt whose maximum cost does not fit is never sent"
+    assert conn.execute("select sum(cost_usd) from llm_calls").fetchall()[0][0] == pytest.approx(1.5)
+    assert all("budget of $1.75" in r["error"] for r in rows if r["status"] == "skipped_budget")
+
+
+@pytest.mark.unit
+def test_query_writing_and_grading_draw_on_one_budget(tiny_corpus: Path) -> None:
+    from relabel.documents import scan_directory
+    from relabel.query_synthesis import synthesize_queries
+
+    scripted_llm.register()
+    scripted_llm.calls.clear()
+    conn = duckdb.connect()
+    policy = CallPolicy(budget_usd=1.0).shared()
+    docs = [d.as_row() for d in scan_directory(tiny_corpus)[0]]
+    client = ReservingClient("scripted/overlap")
+    accepted, rejects = synthesize_queries(conn, client, docs, queries_per_doc=1, policy=policy)
+    assert len(scripted_llm.calls) == 2, "query writing stops at the budget like grading"
+    assert len({q["doc_id"] for q in accepted}) <= 2
+    budget_rejects = [r for r in rejects if r["reason"] == "no_queries"]
+    assert len(budget_rejects) == len(docs) - 2 and all("budget of $1.00" in r["detail"] for r in budget_rejects)
+    rows = label_pairs(conn, client, make_pairs(3), use_logprobs=False, policy=policy)
+    assert [r["status"] for r in rows] == ["skipped_budget"] * 3, "grading finds the budget spent by query writing"
+    assert policy.budget is not None and policy.budget.spent_usd == pytest.approx(1.0)
+    assert policy.budget.reserved_usd == pytest.approx(0.0)
+
+
+@pytest.mark.unit
+def test_maximum_cost_of_a_call() -> None:
+    import litellm
+
+    messages = [{"role": "user", "content": "grade this pair ü"}]
+    priced = LLMClient("gpt-4o").max_cost_usd(messages, 100)
+    prompt_tokens = len("grade this pair ü".encode()) + 8
+    prompt, completion = litellm.cost_per_token(model="gpt-4o", prompt_tokens=prompt_tokens, completion_tokens=100)
+    assert priced == pytest.approx(prompt + completion) and priced > 0
+    local = LLMClient("scripted/overlap", timeout_s=60, hourly_rate_usd=0.36)
+    assert local.max_cost_usd(messages, 100) == pytest.approx(60 * 0.36 / 3600)
+
+
 @pytest.mark.unit
 def test_token_rate_limit_blocks_until_the_window_has_room() -> None:
     limiter = _RateLimiter(requests_per_minute=None, tokens_per_minute=300)
