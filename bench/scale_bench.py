@@ -43,17 +43,24 @@ SHARED = REPO.parent / "shared" / "benchmarks"
 SCALE = "trec-dl-2019-2021-gpt4o"
 TEST_A = "trec-dl-2023-test-a"
 GPT4O_RUN = "umbrela-gpt4o"
-TEST_A_TEACHERS = {"willia-umbrela1": ["willia-umbrela1"],
-                   "vote of 3 (willia-umbrela1, h2oloo-zeroshot1, h2oloo-fewself)":
-                       ["willia-umbrela1", "h2oloo-zeroshot1", "h2oloo-fewself"]}
+TEST_A_TEACHERS = {
+    "willia-umbrela1": ["willia-umbrela1"],
+    "vote of 3 (willia-umbrela1, h2oloo-zeroshot1, h2oloo-fewself)": [
+        "willia-umbrela1",
+        "h2oloo-zeroshot1",
+        "h2oloo-fewself",
+    ],
+}
 BASE = {"epochs": 0}
 DEFAULT_CONFIGS = [{}]
 
 
 def pair_rows(queries: dict[str, str], docs: dict[str, dict], keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Unlabeled rows (qid, query_text, doc_id, title, doc_text) for the given pairs."""
-    return [{"qid": q, "query_text": queries[q], "doc_id": d, "title": docs[d]["title"], "doc_text": docs[d]["text"]}
-            for q, d in keys]
+    return [
+        {"qid": q, "query_text": queries[q], "doc_id": d, "title": docs[d]["title"], "doc_text": docs[d]["text"]}
+        for q, d in keys
+    ]
 
 
 def load_rows(shared: Path) -> dict[str, list[dict[str, Any]]]:
@@ -89,8 +96,9 @@ def reference_frames(shared: Path) -> dict[str, pd.DataFrame]:
     from relabel.teacher_votes import recorded_teacher
 
     folder = shared / SCALE
-    scale = grade_frame(folder / "qrels.txt", "human").merge(grade_frame(folder / "runs" / f"{GPT4O_RUN}.txt",
-                                                                         "teacher_gpt4o"))
+    scale = grade_frame(folder / "qrels.txt", "human").merge(
+        grade_frame(folder / "runs" / f"{GPT4O_RUN}.txt", "teacher_gpt4o")
+    )
     scale["teacher_gpt4o_score"] = scale["teacher_gpt4o"].astype(float)
     years = pd.read_csv(folder / "query_year.tsv", sep="\t", names=["qid", "year"], dtype=str)
     scale = scale.merge(years, on="qid")
@@ -114,7 +122,8 @@ def first_queries(data: dict[str, list[dict]], limit: int) -> dict[str, list[dic
 
 
 def train_and_label(rows: list[dict], eval_rows: list[dict], overrides: dict, base_model: str) -> dict[str, Any]:
-    """Train one configuration on ``rows``, label ``eval_rows``; the record the report reads."""
+    """Train one configuration on ``rows``, label ``eval_rows``; the record the report reads (per pair: qid,
+    doc_id, expected grade, grade, p0-p3)."""
     from relabel.student import StudentConfig, load_student, pair_text, train_student
 
     config = StudentConfig(**{"base_model": base_model, **overrides})
@@ -122,32 +131,55 @@ def train_and_label(rows: list[dict], eval_rows: list[dict], overrides: dict, ba
         meta = train_student(rows, config, Path(scratch))
         labeler = load_student(Path(scratch))
         started = time.perf_counter()
-        scores, grades = labeler.predict([r["query_text"] for r in eval_rows], [pair_text(r) for r in eval_rows])
+        scores, grades, probabilities = labeler.predict_with_probabilities(
+            [r["query_text"] for r in eval_rows], [pair_text(r) for r in eval_rows]
+        )
         seconds = time.perf_counter() - started
-    return {"train_seconds": meta["train_seconds"], "labels_per_s": len(eval_rows) / seconds,
-            "val_kappa_vs_teacher": meta["best_val_kappa_vs_teacher"], "best_epoch": meta["best_epoch"],
-            "history": meta["history"], "thresholds": meta["thresholds"],
-            "pairs": [[r["qid"], r["doc_id"], float(s), int(g)] for r, s, g in zip(eval_rows, scores, grades,
-                                                                                   strict=True)]}
+    return {
+        "train_seconds": meta["train_seconds"],
+        "labels_per_s": len(eval_rows) / seconds,
+        "val_kappa_vs_teacher": meta["best_val_kappa_vs_teacher"],
+        "best_epoch": meta["best_epoch"],
+        "history": meta["history"],
+        "thresholds": meta["thresholds"],
+        "pairs": [
+            [r["qid"], r["doc_id"], float(s), int(g), *(round(float(x), 5) for x in p)]
+            for r, s, g, p in zip(eval_rows, scores, grades, probabilities, strict=True)
+        ],
+    }
 
 
-def run_protocols(data: dict[str, list[dict]], configs: list[dict], protocols: list[str], loyo_configs: str,
-                  base_model: str, predictions: Path) -> None:
+def run_protocols(
+    data: dict[str, list[dict]],
+    configs: list[dict],
+    protocols: list[str],
+    loyo_configs: str,
+    base_model: str,
+    predictions: Path,
+) -> None:
     """Train every configuration under each protocol; append one JSON line per (protocol, split, config)."""
     from relabel.student import torch_device
 
-    print(f"{len(data['train'])} training pairs, {len(data['test_a'])} test-a pairs, device {torch_device()}",
-          flush=True)
+    print(
+        f"{len(data['train'])} training pairs, {len(data['test_a'])} test-a pairs, device {torch_device()}", flush=True
+    )
     configs = [*[c for c in configs if c != BASE], BASE]
 
     def record(protocol: str, split: str, overrides: dict, train: list[dict], evaluate: list[dict]) -> dict:
-        result = {"protocol": protocol, "split": split, "config": overrides,
-                  **train_and_label(train, evaluate, overrides, base_model)}
+        result = {
+            "protocol": protocol,
+            "split": split,
+            "config": overrides,
+            **train_and_label(train, evaluate, overrides, base_model),
+        }
         with predictions.open("a") as handle:
             handle.write(json.dumps(result) + "\n")
-        print(f"{protocol} {split} {json.dumps(overrides)}: trained in {result['train_seconds']:.0f} s "
-              f"(kept epoch {result['best_epoch']}, validation kappa vs teacher {result['val_kappa_vs_teacher']}), "
-              f"{result['labels_per_s']:.0f} labels/s", flush=True)
+        print(
+            f"{protocol} {split} {json.dumps(overrides)}: trained in {result['train_seconds']:.0f} s "
+            f"(kept epoch {result['best_epoch']}, validation kappa vs teacher {result['val_kappa_vs_teacher']}), "
+            f"{result['labels_per_s']:.0f} labels/s",
+            flush=True,
+        )
         return result
 
     chosen = configs
@@ -172,9 +204,13 @@ def labeler_metrics(frame: pd.DataFrame, grade: str, score: str, teacher: str | 
 
     vs_human = agreement(frame["human"], frame[grade])
     ranking = ranking_agreement(frame.assign(score=frame[score])[["qid", "human", "score"]])
-    out = {"kappa": vs_human["cohen_kappa"], "qw_kappa": vs_human["quadratic_kappa"],
-           "binary_kappa": vs_human["binary_kappa"], "ndcg@10": ranking["ndcg@10"],
-           "pairwise": ranking["pairwise_accuracy"]}
+    out = {
+        "kappa": vs_human["cohen_kappa"],
+        "qw_kappa": vs_human["quadratic_kappa"],
+        "binary_kappa": vs_human["binary_kappa"],
+        "ndcg@10": ranking["ndcg@10"],
+        "pairwise": ranking["pairwise_accuracy"],
+    }
     if teacher:
         out["kappa_vs_teacher"] = agreement(frame[teacher], frame[grade])["cohen_kappa"]
     return out
@@ -194,24 +230,41 @@ def report(records: list[dict], references: dict[str, pd.DataFrame]) -> dict[str
     def student_rows(frame_of: dict[str, pd.DataFrame], records_of: dict[str, list[dict]], teacher: str) -> list:
         rows = []
         for name, group in records_of.items():
-            predictions = pd.concat([pd.DataFrame(r["pairs"], columns=["qid", "doc_id", "score", "grade"])
-                                     for r in group])
+            predictions = pd.DataFrame(
+                [p[:4] for r in group for p in r["pairs"]], columns=["qid", "doc_id", "score", "grade"]
+            )
             frame = pd.concat(frame_of[r["split"]] for r in group).merge(predictions, on=["qid", "doc_id"])
             val = [r["val_kappa_vs_teacher"] for r in group if r["val_kappa_vs_teacher"] is not None]
-            rows.append({"labeler": name, "pairs": len(frame), **labeler_metrics(frame, "grade", "score", teacher),
-                         "val_kappa_vs_teacher": sum(val) / len(val) if val else float("nan"),
-                         "train_s": sum(r["train_seconds"] for r in group),
-                         "labels_per_s": sum(r["labels_per_s"] for r in group) / len(group)})
+            rows.append(
+                {
+                    "labeler": name,
+                    "pairs": len(frame),
+                    **labeler_metrics(frame, "grade", "score", teacher),
+                    "val_kappa_vs_teacher": sum(val) / len(val) if val else float("nan"),
+                    "train_s": sum(r["train_seconds"] for r in group),
+                    "labels_per_s": sum(r["labels_per_s"] for r in group) / len(group),
+                }
+            )
         return rows
+
+    def labeled(frame: pd.DataFrame, group: list[dict]) -> pd.DataFrame:
+        """The rows of ``frame`` whose pairs the students labeled, so every row of a table scores the same pairs."""
+        keys = pd.DataFrame([p[:2] for r in group for p in r["pairs"]], columns=["qid", "doc_id"]).drop_duplicates()
+        return frame.merge(keys, on=["qid", "doc_id"])
 
     transfer = [r for r in records if r["protocol"] == "transfer"]
     if transfer:
-        test = references["test-a"]
+        test = labeled(references["test-a"], transfer)
         by_config = {config_name(r["config"]): [r] for r in transfer}
         rows = student_rows({"test-a": test}, by_config, "willia-umbrela1")
         for name in TEST_A_TEACHERS:
-            rows.append({"labeler": f"teacher: {name}", "pairs": len(test),
-                         **labeler_metrics(test, name, f"{name}_score", "willia-umbrela1")})
+            rows.append(
+                {
+                    "labeler": f"teacher: {name}",
+                    "pairs": len(test),
+                    **labeler_metrics(test, name, f"{name}_score", "willia-umbrela1"),
+                }
+            )
         tables["transfer: train on DL 2019-2021 (GPT-4o), label trec-dl-2023-test-a"] = pd.DataFrame(rows)
     loyo = [r for r in records if r["protocol"] == "loyo"]
     for split in [*sorted({r["split"] for r in loyo}), "pooled"]:
@@ -223,9 +276,14 @@ def report(records: list[dict], references: dict[str, pd.DataFrame]) -> dict[str
             by_config.setdefault(config_name(r["config"]), []).append(r)
         rows = student_rows(references, by_config, "teacher_gpt4o")
         years = sorted({r["split"] for r in chosen})
-        teacher = pd.concat(references[y] for y in years)
-        rows.append({"labeler": "teacher: GPT-4o (UMBRELA)", "pairs": len(teacher),
-                     **labeler_metrics(teacher, "teacher_gpt4o", "teacher_gpt4o_score", "teacher_gpt4o")})
+        teacher = labeled(pd.concat(references[y] for y in years), chosen)
+        rows.append(
+            {
+                "labeler": "teacher: GPT-4o (UMBRELA)",
+                "pairs": len(teacher),
+                **labeler_metrics(teacher, "teacher_gpt4o", "teacher_gpt4o_score", "teacher_gpt4o"),
+            }
+        )
         tables[f"leave one year out: held-out {split}"] = pd.DataFrame(rows)
     return tables
 
@@ -234,15 +292,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=SHARED, help="folder holding the benchmark folders")
     parser.add_argument("--protocols", nargs="+", default=["transfer", "loyo"], choices=["transfer", "loyo"])
-    parser.add_argument("--configs", default=json.dumps(DEFAULT_CONFIGS),
-                        help="JSON list of StudentConfig fields over the defaults; the base ({'epochs': 0}) is added")
-    parser.add_argument("--loyo-configs", default="chosen", choices=["chosen", "all"],
-                        help="leave-one-year-out for the base and the transfer choice, or for every configuration")
+    parser.add_argument(
+        "--configs",
+        default=json.dumps(DEFAULT_CONFIGS),
+        help="JSON list of StudentConfig fields over the defaults; the base ({'epochs': 0}) is added",
+    )
+    parser.add_argument(
+        "--loyo-configs",
+        default="chosen",
+        choices=["chosen", "all"],
+        help="leave-one-year-out for the base and the transfer choice, or for every configuration",
+    )
     parser.add_argument("--base-model", default="", help="encoder folder (default: the packaged MiniLM-L6)")
     parser.add_argument("--rows", type=Path, help="rows packed by --save-rows instead of the benchmark folders")
     parser.add_argument("--save-rows", type=Path, help="pack training and test-a rows (no NIST grade) and stop")
-    parser.add_argument("--max-queries", type=int, default=0,
-                        help="keep the first N queries of each year and of test-a (a quick smoke run)")
+    parser.add_argument(
+        "--max-queries",
+        type=int,
+        default=0,
+        help="keep the first N queries of each year and of test-a (a quick smoke run)",
+    )
     parser.add_argument("--train-only", action="store_true", help="append predictions, print no table")
     parser.add_argument("--report-only", action="store_true", help="tables from --predictions, no training")
     parser.add_argument("--predictions", type=Path, default=REPO / "data" / "bench" / "scale_predictions.jsonl")
@@ -262,14 +331,16 @@ def main() -> None:
             from relabel.models import minilm_dir
 
             args.base_model = str(minilm_dir())
-        run_protocols(data, json.loads(args.configs), args.protocols, args.loyo_configs, args.base_model,
-                      args.predictions)
+        run_protocols(
+            data, json.loads(args.configs), args.protocols, args.loyo_configs, args.base_model, args.predictions
+        )
     if args.train_only:
         return
     records = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
     tables = report(records, reference_frames(args.shared))
-    text = "\n\n".join(f"### {title}\n\n{table.to_markdown(index=False, floatfmt='.3f')}"
-                       for title, table in tables.items())
+    text = "\n\n".join(
+        f"### {title}\n\n{table.to_markdown(index=False, floatfmt='.3f')}" for title, table in tables.items()
+    )
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")

@@ -30,8 +30,13 @@ def test_training_rows_are_the_teachers_and_nothing_human(tmp_path: Path, monkey
     assert {r["year"] for r in data["train"]} == {"TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"}
     assert len(data["test_a"]) == 2691
     assert not {"human", "nist"} & set(data["train"][0]) and "grade" not in data["test_a"][0]
-    gpt4o = {(q, d): int(g) for q, _, d, g in (line.split() for line in
-             (BENCHMARKS / bench.SCALE / "runs" / f"{bench.GPT4O_RUN}.txt").read_text().splitlines())}
+    gpt4o = {
+        (q, d): int(g)
+        for q, _, d, g in (
+            line.split()
+            for line in (BENCHMARKS / bench.SCALE / "runs" / f"{bench.GPT4O_RUN}.txt").read_text().splitlines()
+        )
+    }
     assert all(r["grade"] == gpt4o[(r["qid"], r["doc_id"])] for r in data["train"])
     assert not {r["qid"] for r in data["train"]} & {r["qid"] for r in data["test_a"]}
     packed = tmp_path / "rows.json.gz"
@@ -47,17 +52,37 @@ def test_report_scores_predictions_against_nist() -> None:
     references = bench.reference_frames(BENCHMARKS)
     test = references["test-a"]
     # the recorded willia-umbrela1 labeling as if it were a student: the report must give its known kappa
-    as_student = {"protocol": "transfer", "split": "test-a", "config": {"epochs": 3}, "train_seconds": 1.0,
-                  "labels_per_s": 1.0, "val_kappa_vs_teacher": 0.5, "best_epoch": 1,
-                  "pairs": [[q, d, float(g), int(g)] for q, d, g in
-                            zip(test["qid"], test["doc_id"], test["willia-umbrela1"], strict=True)]}
+    as_student = {
+        "protocol": "transfer",
+        "split": "test-a",
+        "config": {"epochs": 3},
+        "train_seconds": 1.0,
+        "labels_per_s": 1.0,
+        "val_kappa_vs_teacher": 0.5,
+        "best_epoch": 1,
+        "pairs": [
+            [q, d, float(g), int(g)]
+            for q, d, g in zip(test["qid"], test["doc_id"], test["willia-umbrela1"], strict=True)
+        ],
+    }
     loyo = []
     for year in ("TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"):
         frame = references[year]
-        loyo.append({"protocol": "loyo", "split": year, "config": {}, "train_seconds": 2.0, "labels_per_s": 3.0,
-                     "val_kappa_vs_teacher": None, "best_epoch": 0,
-                     "pairs": [[q, d, float(g), int(g)] for q, d, g in
-                               zip(frame["qid"], frame["doc_id"], frame["teacher_gpt4o"], strict=True)]})
+        loyo.append(
+            {
+                "protocol": "loyo",
+                "split": year,
+                "config": {},
+                "train_seconds": 2.0,
+                "labels_per_s": 3.0,
+                "val_kappa_vs_teacher": None,
+                "best_epoch": 0,
+                "pairs": [
+                    [q, d, float(g), int(g)]
+                    for q, d, g in zip(frame["qid"], frame["doc_id"], frame["teacher_gpt4o"], strict=True)
+                ],
+            }
+        )
     tables = bench.report([as_student, *loyo], references)
     transfer = tables["transfer: train on DL 2019-2021 (GPT-4o), label trec-dl-2023-test-a"].set_index("labeler")
     student = transfer.loc['student {"epochs": 3}']

@@ -93,8 +93,16 @@ def _query_weight(directory: Path) -> torch.Tensor:
 
 @pytest.mark.integration
 def test_init_from_keeps_the_parent_until_training_changes_it(tmp_path: Path) -> None:
-    config = StudentConfig(base_model=str(minilm_dir()), epochs=1, batch_size=4, max_length=64, val_fraction=0,
-                           batching="query", rank_weight=1.0, learning_rate=1e-3)
+    config = StudentConfig(
+        base_model=str(minilm_dir()),
+        epochs=1,
+        batch_size=4,
+        max_length=64,
+        val_fraction=0,
+        batching="query",
+        rank_weight=1.0,
+        learning_rate=1e-3,
+    )
     parent_meta = train_student(ROWS, config, tmp_path / "parent")
     assert parent_meta["parent"] is None and parent_meta["history"][-1]["train_loss"] > 0
     parent_weights = _query_weight(tmp_path / "parent")
@@ -115,8 +123,9 @@ def test_init_from_keeps_the_parent_until_training_changes_it(tmp_path: Path) ->
     assert not torch.equal(_query_weight(tmp_path / "tuned"), parent_weights), "training moves on from the parent"
     assert tuned["parent"]["sha256"] == kept["parent"]["sha256"]
     with pytest.raises(ValueError, match="not cross-encoder"):
-        train_student(ROWS, replace(config, recipe="cross-encoder", init_from=str(tmp_path / "parent")),
-                      tmp_path / "wrong")
+        train_student(
+            ROWS, replace(config, recipe="cross-encoder", init_from=str(tmp_path / "parent")), tmp_path / "wrong"
+        )
 
 
 def _base_query_weight() -> torch.Tensor:
@@ -131,22 +140,36 @@ def test_distill_cli_init_from_records_the_parent(tmp_path: Path) -> None:
 
     qids = {text: f"q{n}" for n, text in enumerate(dict.fromkeys(QUERIES))}
     (tmp_path / "q.tsv").write_text("".join(f"{qid}\t{text}\n" for text, qid in qids.items()))
-    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"docid": f"d{i}", "text": r["doc_text"]}) + "\n"
-                                              for i, r in enumerate(ROWS)))
-    (tmp_path / "run.txt").write_text("".join(f"{qids[r['query_text']]} 0 d{i} {r['grade']}\n"
-                                              for i, r in enumerate(ROWS)))
-    common = ["distill", "--queries", str(tmp_path / "q.tsv"), "--docs", str(tmp_path / "d.jsonl"),
-              "--teacher-labels", str(tmp_path / "run.txt"), "--max-length", "64"]
+    (tmp_path / "d.jsonl").write_text(
+        "".join(json.dumps({"docid": f"d{i}", "text": r["doc_text"]}) + "\n" for i, r in enumerate(ROWS))
+    )
+    (tmp_path / "run.txt").write_text(
+        "".join(f"{qids[r['query_text']]} 0 d{i} {r['grade']}\n" for i, r in enumerate(ROWS))
+    )
+    common = [
+        "distill",
+        "--queries",
+        str(tmp_path / "q.tsv"),
+        "--docs",
+        str(tmp_path / "d.jsonl"),
+        "--teacher-labels",
+        str(tmp_path / "run.txt"),
+        "--max-length",
+        "64",
+    ]
     runner = CliRunner()
     first = runner.invoke(main, [*common, "--out", str(tmp_path / "parent"), "--epochs", "1"])
     assert first.exit_code == 0, first.output
-    child = runner.invoke(main, [*common, "--out", str(tmp_path / "child"), "--epochs", "0",
-                                 "--init-from", str(tmp_path / "parent")])
+    child = runner.invoke(
+        main, [*common, "--out", str(tmp_path / "child"), "--epochs", "0", "--init-from", str(tmp_path / "parent")]
+    )
     assert child.exit_code == 0, child.output
     meta = read_meta(tmp_path / "child")
     assert meta["parent"]["path"] == str((tmp_path / "parent").resolve())
     assert "parent checkpoint" in (tmp_path / "child" / "README.md").read_text()
     assert torch.equal(_query_weight(tmp_path / "child"), _query_weight(tmp_path / "parent"))
-    wrong = runner.invoke(main, [*common, "--out", str(tmp_path / "x"), "--recipe", "cross-encoder",
-                                 "--init-from", str(tmp_path / "parent")])
+    wrong = runner.invoke(
+        main,
+        [*common, "--out", str(tmp_path / "x"), "--recipe", "cross-encoder", "--init-from", str(tmp_path / "parent")],
+    )
     assert wrong.exit_code != 0 and "bi-encoder checkpoint" in wrong.output
