@@ -156,6 +156,7 @@ def run_protocols(
     loyo_configs: str,
     base_model: str,
     predictions: Path,
+    years: list[str] | None = None,
 ) -> None:
     """Train every configuration under each protocol; append one JSON line per (protocol, split, config)."""
     from relabel.student import torch_device
@@ -191,7 +192,7 @@ def run_protocols(
         if loyo_configs == "chosen":
             chosen = [BASE, best] if best != BASE else [BASE]
     if "loyo" in protocols:
-        for year in sorted({r["year"] for r in data["train"]}):
+        for year in sorted(years or {r["year"] for r in data["train"]}):
             train = [r for r in data["train"] if r["year"] != year]
             held_out = [r for r in data["train"] if r["year"] == year]
             for overrides in chosen:
@@ -303,6 +304,7 @@ def main() -> None:
         choices=["chosen", "all"],
         help="leave-one-year-out for the base and the transfer choice, or for every configuration",
     )
+    parser.add_argument("--years", nargs="+", help="leave out only these years (default: each year in turn)")
     parser.add_argument("--base-model", default="", help="encoder folder (default: the packaged MiniLM-L6)")
     parser.add_argument("--rows", type=Path, help="rows packed by --save-rows instead of the benchmark folders")
     parser.add_argument("--save-rows", type=Path, help="pack training and test-a rows (no NIST grade) and stop")
@@ -331,9 +333,8 @@ def main() -> None:
             from relabel.models import minilm_dir
 
             args.base_model = str(minilm_dir())
-        run_protocols(
-            data, json.loads(args.configs), args.protocols, args.loyo_configs, args.base_model, args.predictions
-        )
+        configs = json.loads(args.configs)
+        run_protocols(data, configs, args.protocols, args.loyo_configs, args.base_model, args.predictions, args.years)
     if args.train_only:
         return
     records = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
