@@ -117,6 +117,8 @@ def report_plots(report: AgreementReport) -> dict[str, bytes]:
         "confusion_matrices": confusion_plot(report.confusion),
         "grade_distributions": distribution_plot(report.distributions),
         "per_query_kappa": per_query_kappa_plot(report.per_query),
+        **({"cascade_curve": cascade_curve_plot(report.cascade, title="Cost dial: cascade vs human judgments")}
+           if len(report.cascade) else {}),
     }
 
 
@@ -124,8 +126,8 @@ def cascade_curve_plot(curve: pd.DataFrame, metrics: tuple[str, ...] = ("kappa",
                        title: str = "Cost dial: student everywhere, teacher where routed") -> bytes:
     """One panel per metric against the teacher share (%): a line per routing policy (``policy``, ``share``,
     metric columns; an optional ``<metric>_std`` column is drawn as a band), the teacher-only level dashed."""
-    names = {"kappa": "Cohen's kappa vs NIST", "qw_kappa": "quadratic kappa vs NIST",
-             "pairwise": "pairwise accuracy vs NIST", "ndcg@10": "nDCG@10 vs NIST"}
+    names = {"kappa": "Cohen's kappa", "qw_kappa": "quadratic kappa", "pairwise": "pairwise accuracy",
+             "ndcg@10": "nDCG@10"}
     figure = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(metrics)))
     for axis, metric in zip(axes, metrics, strict=True):

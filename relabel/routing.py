@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 POLICIES = ("random", "uncertainty")
 VARIANTS = ("entropy", "margin")
@@ -191,3 +192,63 @@ def combine(routing: Routing, student_grade: np.ndarray, student_score: np.ndarr
         routing_reason=reason,
         routing_score=routing.score.copy(),
     )
+
+
+CURVE_SHARES = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50, 1.0)
+KEYS = ["pair_source", "qid", "doc_id"]
+
+
+def cascade_frame(student: pd.DataFrame, teacher: pd.DataFrame, share: float, policy: str = "uncertainty",
+                  variant: str = "entropy", random_share: float = 0.1, seed: int = 0,
+                  thresholds: Sequence[float] | None = None, labeler_id: str | None = None) -> pd.DataFrame:
+    """The cascade as a labeler over the pairs both labeled. ``student``: pair_source, qid, doc_id, grade,
+    expected_grade, p0..p3; ``teacher``: pair_source, qid, doc_id, grade, expected_grade. Returns one label row
+    per pair (labeler_id, role ``cascade``, status, grade, expected_grade, labeler_kind, routing_reason,
+    routing_score); ``share`` of the pairs are routed."""
+    pairs = student.merge(teacher[[*KEYS, "grade", "expected_grade"]], on=KEYS, suffixes=("", "_teacher"))
+    pairs = pairs.sort_values(KEYS).reset_index(drop=True)
+    probabilities = pairs[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float) if {"p0", "p3"} <= set(pairs) else None
+    if probabilities is not None and np.isnan(probabilities).any():
+        probabilities = None
+    routing = route(len(pairs), budget_pairs(len(pairs), share=share), policy, variant, random_share=random_share,
+                    seed=seed, probabilities=probabilities, expected=pairs["expected_grade"].to_numpy(dtype=float),
+                    thresholds=thresholds, keys=pairs[KEYS].astype(str).to_numpy().tolist())
+    teacher_score = pairs["expected_grade_teacher"].fillna(pairs["grade_teacher"]).to_numpy(dtype=float)
+    labels = combine(routing, pairs["grade"].to_numpy(), pairs["expected_grade"].to_numpy(dtype=float),
+                     pairs["grade_teacher"].to_numpy(dtype=float), teacher_score)
+    name = labeler_id or f"cascade:{policy}{f'-{variant}' if policy == 'uncertainty' else ''}@{share:.0%}"
+    return pairs[KEYS].assign(labeler_id=name, role="cascade", status="ok", grade=labels.grade,
+                              expected_grade=labels.score, labeler_kind=labels.labeler_kind,
+                              routing_reason=labels.routing_reason, routing_score=labels.routing_score)
+
+
+def cascade_curve(human: pd.DataFrame, student: pd.DataFrame, teacher: pd.DataFrame,
+                  shares: Sequence[float] = CURVE_SHARES, variant: str = "entropy", seeds: int = 5,
+                  random_share: float = 0.1, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
+    """Agreement with ``human`` (qid, doc_id, grade) of the cascade at each teacher share, for uncertainty
+    routing (``variant``) and random routing (mean of ``seeds`` seeds, ``<metric>_std`` their spread): policy,
+    share, teacher_pairs, random_slice, kappa, qw_kappa, pairwise."""
+    from relabel.metrics import agreement, ranking_agreement
+
+    reference = human[["qid", "doc_id", "grade"]].rename(columns={"grade": "human"})
+    rows = []
+    for policy, name, runs in (("uncertainty", f"uncertainty ({variant})", 1), ("random", f"random ({seeds} seeds)",
+                                                                                  seeds)):
+        for share in shares:
+            scored = []
+            for seed in range(runs):
+                frame = cascade_frame(student, teacher, share, policy, variant, random_share, seed, thresholds)
+                frame = frame.merge(reference, on=["qid", "doc_id"])
+                if frame.empty:
+                    return pd.DataFrame()
+                grades = agreement(frame["human"], frame["grade"])
+                ranking = ranking_agreement(frame.assign(score=frame["expected_grade"])[["qid", "human", "score"]])
+                scored.append({"kappa": grades["cohen_kappa"], "qw_kappa": grades["quadratic_kappa"],
+                               "pairwise": ranking["pairwise_accuracy"],
+                               "teacher_pairs": int((frame["labeler_kind"] == "teacher").sum()),
+                               "random_slice": int(frame["routing_reason"].isin(
+                                   [REASON_RANDOM, REASON_RANDOM_SLICE]).sum())})
+            table = pd.DataFrame(scored)
+            rows.append({"policy": name, "share": share, "pairs": len(frame), **table.mean().to_dict(),
+                         **{f"{m}_std": float(table[m].std(ddof=0)) for m in ("kappa", "qw_kappa", "pairwise")}})
+    return pd.DataFrame(rows)

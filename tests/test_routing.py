@@ -3,7 +3,10 @@ provenance."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from relabel.routing import (
@@ -138,3 +141,58 @@ def test_unknown_policy_and_missing_inputs_fail_clearly() -> None:
         route(3, 1, "uncertainty", "entropy")
     with pytest.raises(ValueError, match="thresholds"):
         route(3, 1, "uncertainty", "margin", expected=np.zeros(3))
+
+
+def _labeled_frames(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Human = teacher; the student is confident and right on even pairs, unsure (uniform) and wrong on odd."""
+    human = pd.DataFrame({"qid": [f"q{i % 4}" for i in range(n)], "doc_id": [f"d{i}" for i in range(n)],
+                          "grade": [i % 4 for i in range(n)]})
+    probabilities = np.array([np.eye(4)[g] * 0.96 + 0.01 if i % 2 == 0 else np.full(4, 0.25)
+                              for i, g in enumerate(human["grade"])])
+    student = human.assign(pair_source="benchmark", grade=[g if i % 2 == 0 else (g + 2) % 4
+                                                           for i, g in enumerate(human["grade"])],
+                           expected_grade=probabilities @ np.arange(4),
+                           **{f"p{g}": probabilities[:, g] for g in range(4)})
+    teacher = human.assign(pair_source="benchmark", expected_grade=human["grade"].astype(float))
+    return human, student, teacher
+
+
+def test_cascade_frame_is_a_labeler_with_provenance() -> None:
+    from relabel.routing import cascade_frame
+
+    _, student, teacher = _labeled_frames()
+    rows = cascade_frame(student, teacher, 0.5, random_share=0.0)
+    assert len(rows) == 40 and set(rows["role"]) == {"cascade"} and rows["labeler_id"].iloc[0] == \
+        "cascade:uncertainty-entropy@50%"
+    odd = rows["doc_id"].str[1:].astype(int) % 2 == 1
+    assert (rows.loc[odd, "labeler_kind"] == "teacher").all() and (rows.loc[~odd, "labeler_kind"] == "student").all()
+    merged = rows.merge(teacher, on=["qid", "doc_id"], suffixes=("", "_t"))
+    assert (merged["grade"] == merged["grade_t"]).all(), "every unsure pair went to the teacher"
+
+
+def test_cascade_curve_rises_from_student_to_teacher_and_uncertainty_leads() -> None:
+    from relabel.routing import cascade_curve
+
+    human, student, teacher = _labeled_frames()
+    curve = cascade_curve(human, student, teacher, shares=(0.0, 0.5, 1.0), seeds=3, random_share=0.0)
+    unc = curve[curve["policy"] == "uncertainty (entropy)"].set_index("share")
+    rnd = curve[curve["policy"] == "random (3 seeds)"].set_index("share")
+    assert unc.loc[1.0, "kappa"] == pytest.approx(1.0) and unc.loc[0.5, "kappa"] == pytest.approx(1.0)
+    assert rnd.loc[0.5, "kappa"] < 0.9 and unc.loc[0.0, "kappa"] == pytest.approx(rnd.loc[0.0, "kappa"])
+    assert unc.loc[0.5, "teacher_pairs"] == 20 and rnd.loc[0.5, "random_slice"] == 20
+
+
+def test_report_shows_the_cost_dial(tmp_path: Path) -> None:
+    from relabel.plots import report_plots
+    from relabel.report import build_report, write_report
+    from relabel.routing import cascade_curve
+
+    human, student, teacher = _labeled_frames()
+    labels = pd.concat([student.assign(labeler_id="student:x", role="student"),
+                                          teacher.assign(labeler_id="teacher:y", role="teacher")])
+    report = build_report(human, labels, n_resamples=20)
+    report.cascade = cascade_curve(human, student, teacher, shares=(0.0, 0.5, 1.0), seeds=2)
+    paths = write_report(report, tmp_path, report_plots(report))
+    text = paths["markdown"].read_text()
+    assert "## Cost dial" in text and "plots/cascade_curve.png" in text and "uncertainty (entropy)" in text
+    assert paths["cascade_curve"].read_bytes().startswith(b"\x89PNG")
