@@ -30,7 +30,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from relabel.routing import budget_pairs, combine, route  # noqa: E402
+from relabel.routing import REASON_RANDOM, REASON_RANDOM_SLICE, cascade_frame  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "benchmarks"
@@ -81,24 +81,20 @@ def student_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def route_frame(frame: pd.DataFrame, teacher: str, teacher_score: str, share: float, policy: str,
                 variant: str, seed: int, random_share: float) -> tuple[pd.DataFrame, int, int]:
-    """The cascade's labels (``grade``, ``score``, ``labeler_kind``) when each split routes ``share`` of its
-    pairs; also the teacher pairs and the random slice, summed over splits."""
+    """The cascade's labels (``grade``, ``score``, ``labeler_kind``, ``routing_reason``) when each split routes
+    ``share`` of its pairs (``relabel.routing.cascade_frame``); also the teacher pairs and the random slice,
+    summed over splits."""
     parts, teacher_pairs, random_slice = [], 0, 0
-    for _, part in frame.groupby("split", sort=True):
-        part = part.reset_index(drop=True)
-        probabilities = part[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float)
-        routing = route(len(part), budget_pairs(len(part), share=share), policy, variant,
-                        random_share=random_share, seed=seed,
-                        probabilities=None if np.isnan(probabilities).any() else probabilities,
-                        expected=part["student_score"].to_numpy(dtype=float),
-                        thresholds=part["thresholds"].iloc[0],
-                        keys=list(zip(part["qid"].astype(str), part["doc_id"].astype(str), strict=True)))
-        labels = combine(routing, part["student_grade"].to_numpy(), part["student_score"].to_numpy(),
-                         part[teacher].to_numpy(dtype=float), part[teacher_score].to_numpy(dtype=float))
-        parts.append(part.assign(grade=labels.grade, score=labels.score, labeler_kind=labels.labeler_kind,
-                                 routing_reason=labels.routing_reason))
-        teacher_pairs += int(routing.teacher.sum())
-        random_slice += routing.random_slice
+    for split, part in frame.groupby("split", sort=True):
+        student = part.rename(columns={"student_grade": "grade", "student_score": "expected_grade"})[
+            ["qid", "doc_id", "grade", "expected_grade", "p0", "p1", "p2", "p3"]].assign(pair_source=split)
+        graded = part[["qid", "doc_id"]].assign(pair_source=split, grade=part[teacher].astype(int),
+                                                expected_grade=part[teacher_score].astype(float))
+        rows = cascade_frame(student, graded, share, policy, variant, random_share, seed, part["thresholds"].iloc[0])
+        rows = rows[["qid", "doc_id", "grade", "expected_grade", "labeler_kind", "routing_reason"]]
+        parts.append(part.merge(rows.rename(columns={"expected_grade": "score"}), on=["qid", "doc_id"]))
+        teacher_pairs += int((rows["labeler_kind"] == "teacher").sum())
+        random_slice += int(rows["routing_reason"].isin([REASON_RANDOM, REASON_RANDOM_SLICE]).sum())
     return pd.concat(parts, ignore_index=True), teacher_pairs, random_slice
 
 
