@@ -30,7 +30,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from relabel.routing import REASON_RANDOM, REASON_RANDOM_SLICE, cascade_frame  # noqa: E402
+from relabel.routing import (  # noqa: E402
+    REASON_RANDOM,
+    REASON_RANDOM_SLICE,
+    DisagreementModel,
+    cascade_frame,
+    fit_disagreement,
+    student_features,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "benchmarks"
@@ -80,7 +87,8 @@ def student_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def route_frame(frame: pd.DataFrame, teacher: str, teacher_score: str, share: float, policy: str,
-                variant: str, seed: int, random_share: float) -> tuple[pd.DataFrame, int, int]:
+                variant: str, seed: int, random_share: float,
+                models: dict[str, DisagreementModel] | None = None) -> tuple[pd.DataFrame, int, int]:
     """The cascade's labels (``grade``, ``score``, ``labeler_kind``, ``routing_reason``) when each split routes
     ``share`` of its pairs (``relabel.routing.cascade_frame``); also the teacher pairs and the random slice,
     summed over splits."""
@@ -90,12 +98,32 @@ def route_frame(frame: pd.DataFrame, teacher: str, teacher_score: str, share: fl
             ["qid", "doc_id", "grade", "expected_grade", "p0", "p1", "p2", "p3"]].assign(pair_source=split)
         graded = part[["qid", "doc_id"]].assign(pair_source=split, grade=part[teacher].astype(int),
                                                 expected_grade=part[teacher_score].astype(float))
-        rows = cascade_frame(student, graded, share, policy, variant, random_share, seed, part["thresholds"].iloc[0])
+        rows = cascade_frame(student, graded, share, policy, variant, random_share, seed, part["thresholds"].iloc[0],
+                             model=(models or {}).get(str(split)))
         rows = rows[["qid", "doc_id", "grade", "expected_grade", "labeler_kind", "routing_reason"]]
         parts.append(part.merge(rows.rename(columns={"expected_grade": "score"}), on=["qid", "doc_id"]))
         teacher_pairs += int((rows["labeler_kind"] == "teacher").sum())
         random_slice += int(rows["routing_reason"].isin([REASON_RANDOM, REASON_RANDOM_SLICE]).sum())
     return pd.concat(parts, ignore_index=True), teacher_pairs, random_slice
+
+
+def fit_models(fit_frame: pd.DataFrame, teacher: str, splits: list[str], cross_fit: bool) -> dict[str, Any]:
+    """Disagreement models (``relabel.routing.fit_disagreement``) from the student-vs-teacher disagreements of
+    ``fit_frame``: one per split of ``splits``, fitted on the other splits when ``cross_fit`` (leave one year
+    out), else on all of ``fit_frame``. No NIST grade is read."""
+    def fit(part: pd.DataFrame) -> DisagreementModel:
+        probabilities = part[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float)
+        features = np.vstack([student_features(g["student_score"].to_numpy(dtype=float), g["thresholds"].iloc[0],
+                                               None if np.isnan(probabilities).any() else
+                                               g[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float))
+                              for _, g in part.groupby("split")])
+        ordered = pd.concat([g for _, g in part.groupby("split")])
+        return fit_disagreement(features, (ordered["student_grade"] != ordered[teacher]).to_numpy())
+
+    if cross_fit:
+        return {split: fit(fit_frame[fit_frame["split"] != split]) for split in splits}
+    model = fit(fit_frame)
+    return dict.fromkeys(splits, model)
 
 
 def teacher_usd_per_pair(shared: Path, folder: str, keys: pd.DataFrame, sample: int = 2000) -> float:
@@ -119,12 +147,17 @@ def teacher_usd_per_pair(shared: Path, folder: str, keys: pd.DataFrame, sample: 
 
 def cascade_table(frame: pd.DataFrame, teacher: str, teacher_score: str, labeler_metrics: Any,
                   usd_per_teacher_pair: float, seeds: int = 5, shares: tuple[float, ...] = SHARES,
-                  random_share: float = RANDOM_SHARE, hourly_rate_usd: float = 0.10) -> pd.DataFrame:
+                  random_share: float = RANDOM_SHARE, hourly_rate_usd: float = 0.10,
+                  models: dict[str, DisagreementModel] | None = None) -> pd.DataFrame:
     """One row per (policy, share): metrics vs NIST, agreement with the teacher, teacher pairs, random slice
-    and cost. Random routing is the mean over ``seeds`` seeds (``kappa_std`` their spread)."""
+    and cost. Random routing is the mean over ``seeds`` seeds (``kappa_std`` their spread). With a disagreement
+    model for every split (``models``), the learned ``disagreement`` variant is measured too."""
     has_probabilities = not frame[["p0", "p1", "p2", "p3"]].isna().any().any()
     policies = [("uncertainty", v, f"uncertainty ({v})") for v in (["entropy"] if has_probabilities else [])]
-    policies += [("uncertainty", "margin", "uncertainty (margin)"), ("random", "entropy", f"random ({seeds} seeds)")]
+    policies += [("uncertainty", "margin", "uncertainty (margin)")]
+    if models and set(frame["split"]) <= set(models):
+        policies += [("uncertainty", "disagreement", "uncertainty (disagreement)")]
+    policies += [("random", "entropy", f"random ({seeds} seeds)")]
     student_usd = float((1.0 / frame["labels_per_s"]).fillna(0).sum()) * hourly_rate_usd / 3600
     rows = []
     for policy, variant, name in policies:
@@ -132,7 +165,7 @@ def cascade_table(frame: pd.DataFrame, teacher: str, teacher_score: str, labeler
             runs = []
             for seed in range(seeds if policy == "random" else 1):
                 labeled, teacher_pairs, random_slice = route_frame(frame, teacher, teacher_score, share, policy,
-                                                                   variant, seed, random_share)
+                                                                   variant, seed, random_share, models)
                 rest = labeled[labeled["labeler_kind"] == "student"]
                 runs.append({**labeler_metrics(labeled, "grade", "score", teacher),
                              "agree_rest": float((rest["student_grade"] == rest[teacher]).mean())
@@ -212,8 +245,10 @@ def main() -> None:
     references = scale.reference_frames(args.shared)
     hourly = float(os.environ.get("RELABEL_HOURLY_RATE_USD", "0.10"))
     sections, curves = [], []
+    frames: dict[str, pd.DataFrame] = {}
+    record_sets: dict[str, list[dict]] = {}
     for protocol in ("transfer", "loyo"):
-        teacher, teacher_score = TEACHERS[protocol]
+        teacher = TEACHERS[protocol][0]
         if args.synthetic:
             if protocol != "transfer":
                 continue
@@ -225,19 +260,28 @@ def main() -> None:
         if not records:
             print(f"{protocol}: no predictions for config {args.config}; skipped")
             continue
-        students = student_frame(records)
         if protocol == "transfer":
-            reference, folder = references["test-a"].assign(split="test-a"), "trec-dl-2023-test-a"
+            reference = references["test-a"].assign(split="test-a")
         else:
             reference = pd.concat(references[r["split"]].assign(split=r["split"]) for r in records)
-            folder = scale.SCALE
-        frame = students.merge(reference, on=["split", "qid", "doc_id"]).dropna(subset=[teacher])
+        frames[protocol] = student_frame(records).merge(reference, on=["split", "qid", "doc_id"]).dropna(
+            subset=[teacher])
+        record_sets[protocol] = records
+    for protocol, frame in frames.items():
+        teacher, teacher_score = TEACHERS[protocol]
+        records = record_sets[protocol]
+        folder = "trec-dl-2023-test-a" if protocol == "transfer" else scale.SCALE
+        splits = sorted(frame["split"].unique())
+        # disagreement-prone routing learns from disagreements seen elsewhere: the held-out years' students
+        # vs GPT-4o (the other years, in leave-one-year-out; all three for test-a)
+        models = (fit_models(frames["loyo"], "teacher_gpt4o", splits, cross_fit=protocol == "loyo")
+                  if "loyo" in frames and frames["loyo"]["split"].nunique() > 1 else None)
         usd_per_pair = teacher_usd_per_pair(args.shared, folder, frame[["qid", "doc_id"]])
         table = cascade_table(frame, teacher, teacher_score, scale.labeler_metrics, usd_per_pair, args.seeds,
-                              random_share=args.random_share, hourly_rate_usd=hourly)
+                              random_share=args.random_share, hourly_rate_usd=hourly, models=models)
         chosen = choose_variant(table)
-        splits = ", ".join(r["split"] for r in records)
-        title = (f"{protocol}{' (SYNTHETIC student)' if args.synthetic else ''}: {len(frame)} pairs ({splits}), "
+        names = ", ".join(r["split"] for r in records)
+        title = (f"{protocol}{' (SYNTHETIC student)' if args.synthetic else ''}: {len(frame)} pairs ({names}), "
                  f"teacher {teacher}, GPT-4o ~{1000 * usd_per_pair:.2f} USD per 1k teacher pairs")
         columns = ["policy", "share", "teacher_pairs", "random_slice", "kappa", "kappa_std", "qw_kappa", "pairwise",
                    "ndcg@10", "kappa_vs_teacher", "agree_rest", "usd", "usd_per_1k"]

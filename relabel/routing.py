@@ -5,7 +5,9 @@ Policies rank pairs for the teacher:
 - ``random``: a seeded random order (today's behaviour of the inbox sample);
 - ``uncertainty``: the student's own doubt, in one of two variants: ``entropy`` of its grade distribution
   (p0..p3; needs probabilities), or ``margin``: how close its expected grade lies to the nearest grade
-  threshold (a pair on a cut point could fall either way).
+  threshold (a pair on a cut point could fall either way); or the ``disagreement`` variant (the issue's
+  optional "disagreement-prone" policy): a logistic regression over those features, fitted on the
+  student-teacher disagreements seen so far (``fit_disagreement``).
 
 A budget (a share of the pairs, a number of pairs, or USD at a price per teacher call; the tightest wins) caps
 how many pairs go to the teacher. Under ``uncertainty`` a slice of that budget (``random_share``) is still
@@ -23,12 +25,13 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 POLICIES = ("random", "uncertainty")
-VARIANTS = ("entropy", "margin")
+VARIANTS = ("entropy", "margin", "disagreement")
 # routing reasons: why a pair went to the teacher (or stayed with the student)
 REASON_RANDOM = "random"
 REASON_RANDOM_SLICE = "random_slice"
@@ -73,9 +76,55 @@ def threshold_distance(expected: np.ndarray, thresholds: Sequence[float]) -> np.
     return np.abs(np.asarray(expected, dtype=np.float64)[:, None] - cuts[None, :]).min(axis=1)
 
 
+def student_features(expected: np.ndarray, thresholds: Sequence[float],
+                     probabilities: np.ndarray | None = None) -> np.ndarray:
+    """What a disagreement model sees of each pair: expected grade, minus its threshold margin, and (when given)
+    the entropy and p0..p3 of the grade distribution."""
+    expected = np.asarray(expected, dtype=np.float64)
+    columns = [expected, -threshold_distance(expected, thresholds)]
+    if probabilities is not None:
+        columns += [entropy(probabilities), *np.asarray(probabilities, dtype=np.float64).T]
+    return np.column_stack(columns)
+
+
+@dataclass(frozen=True)
+class DisagreementModel:
+    """P(teacher's grade != student's grade) from ``student_features``: a logistic regression (scikit-learn)
+    fitted on pairs where both graded (``disagreement-prone`` routing)."""
+
+    pipeline: Any
+    uses_probabilities: bool
+
+    def scores(self, expected: np.ndarray, thresholds: Sequence[float],
+               probabilities: np.ndarray | None = None) -> np.ndarray:
+        """Predicted disagreement probability per pair (higher = route first)."""
+        features = student_features(expected, thresholds, probabilities if self.uses_probabilities else None)
+        return self.pipeline.predict_proba(features)[:, 1]
+
+
+def fit_disagreement(features: np.ndarray, disagreed: np.ndarray) -> DisagreementModel:
+    """Fit the disagreement model on ``student_features`` rows and whether student and teacher disagreed."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    disagreed = np.asarray(disagreed, dtype=int)
+    if len(set(disagreed.tolist())) < 2:
+        raise ValueError("a disagreement model needs pairs where student and teacher agree and disagree")
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    pipeline.fit(features, disagreed)
+    return DisagreementModel(pipeline, uses_probabilities=features.shape[1] > 2)
+
+
 def uncertainty_scores(variant: str, probabilities: np.ndarray | None = None, expected: np.ndarray | None = None,
-                       thresholds: Sequence[float] | None = None) -> np.ndarray:
-    """Per-pair uncertainty, higher = less sure: entropy of p0..p3, or minus the threshold margin."""
+                       thresholds: Sequence[float] | None = None,
+                       model: DisagreementModel | None = None) -> np.ndarray:
+    """Per-pair uncertainty, higher = less sure: entropy of p0..p3, minus the threshold margin, or the predicted
+    disagreement with the teacher (``model``)."""
+    if variant == "disagreement":
+        if model is None or expected is None or thresholds is None:
+            raise ValueError("disagreement routing needs a fitted model, expected grades and thresholds")
+        return model.scores(expected, thresholds, probabilities)
     if variant == "entropy":
         if probabilities is None:
             raise ValueError("entropy routing needs the student's grade probabilities")
@@ -129,7 +178,7 @@ class Routing:
 def route(n_pairs: int, budget: int, policy: str = "uncertainty", variant: str = "entropy",
           random_share: float = 0.1, seed: int = 0, probabilities: np.ndarray | None = None,
           expected: np.ndarray | None = None, thresholds: Sequence[float] | None = None,
-          keys: Sequence[Sequence[str]] | None = None) -> Routing:
+          keys: Sequence[Sequence[str]] | None = None, model: DisagreementModel | None = None) -> Routing:
     """Pick ``budget`` of ``n_pairs`` for the teacher.
 
     ``random``: the first ``budget`` pairs of a seeded random order. ``uncertainty``: ``ceil(random_share *
@@ -148,7 +197,7 @@ def route(n_pairs: int, budget: int, policy: str = "uncertainty", variant: str =
         teacher[chosen] = True
         reason[chosen] = REASON_RANDOM
         return Routing("random", None, teacher, reason, np.full(n_pairs, np.nan), budget, budget)
-    score = uncertainty_scores(variant, probabilities, expected, thresholds)
+    score = uncertainty_scores(variant, probabilities, expected, thresholds, model)
     if score.shape != (n_pairs,):
         raise ValueError(f"expected {n_pairs} uncertainty scores, got shape {score.shape}")
     n_random = min(budget, math.ceil(random_share * budget - 1e-9))
@@ -200,7 +249,8 @@ KEYS = ["pair_source", "qid", "doc_id"]
 
 def cascade_frame(student: pd.DataFrame, teacher: pd.DataFrame, share: float, policy: str = "uncertainty",
                   variant: str = "entropy", random_share: float = 0.1, seed: int = 0,
-                  thresholds: Sequence[float] | None = None, labeler_id: str | None = None) -> pd.DataFrame:
+                  thresholds: Sequence[float] | None = None, labeler_id: str | None = None,
+                  model: DisagreementModel | None = None) -> pd.DataFrame:
     """The cascade as a labeler over the pairs both labeled. ``student``: pair_source, qid, doc_id, grade,
     expected_grade, p0..p3; ``teacher``: pair_source, qid, doc_id, grade, expected_grade. Returns one label row
     per pair (labeler_id, role ``cascade``, status, grade, expected_grade, labeler_kind, routing_reason,
@@ -212,7 +262,7 @@ def cascade_frame(student: pd.DataFrame, teacher: pd.DataFrame, share: float, po
         probabilities = None
     routing = route(len(pairs), budget_pairs(len(pairs), share=share), policy, variant, random_share=random_share,
                     seed=seed, probabilities=probabilities, expected=pairs["expected_grade"].to_numpy(dtype=float),
-                    thresholds=thresholds, keys=pairs[KEYS].astype(str).to_numpy().tolist())
+                    thresholds=thresholds, keys=pairs[KEYS].astype(str).to_numpy().tolist(), model=model)
     teacher_score = pairs["expected_grade_teacher"].fillna(pairs["grade_teacher"]).to_numpy(dtype=float)
     labels = combine(routing, pairs["grade"].to_numpy(), pairs["expected_grade"].to_numpy(dtype=float),
                      pairs["grade_teacher"].to_numpy(dtype=float), teacher_score)

@@ -94,3 +94,27 @@ def test_records_without_probabilities_route_by_margin_only(tmp_path: Path) -> N
     assert list(frame["student_grade"]) == [1, 3]
     base = bench.student_frame(bench.read_records(path, "transfer", {"epochs": 0}))
     assert base["p0"].iloc[0] == pytest.approx(0.9)
+
+
+def test_disagreement_routing_is_cross_fitted_on_other_splits() -> None:
+    bench, scale = _load("cascade_bench"), _load("scale_bench")
+    # two "years"; the student is wrong on its high expected grades while looking confident everywhere
+    parts = []
+    for split, seed in (("Y1", 1), ("Y2", 2)):
+        frame = synthetic_frame(seed=seed).assign(split=split)
+        frame["doc_id"] = split + frame["doc_id"]
+        rng = np.random.default_rng(seed)
+        frame["student_score"] = rng.uniform(0, 3, len(frame))
+        frame[["p0", "p1", "p2", "p3"]] = [0.97, 0.01, 0.01, 0.01]
+        wrong = frame["student_score"] > 2.6  # ~13% of the pairs, inside a 20% budget
+        frame["student_grade"] = np.where(wrong, (frame["teacher"] + 1) % 4, frame["teacher"])
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True)
+    models = bench.fit_models(frame, "teacher", ["Y1", "Y2"], cross_fit=True)
+    assert set(models) == {"Y1", "Y2"} and models["Y1"] is not models["Y2"]
+    table = bench.cascade_table(frame, "teacher", "teacher_score", scale.labeler_metrics, 0.001, seeds=2,
+                                shares=(0.0, 0.2, 1.0), random_share=0.0, models=models)
+    learned = table[(table["policy"] == "uncertainty (disagreement)") & (table["share"] == 0.2)].iloc[0]
+    entropy = table[(table["policy"] == "uncertainty (entropy)") & (table["share"] == 0.2)].iloc[0]
+    assert learned["agree_rest"] == pytest.approx(1.0) and entropy["agree_rest"] < 0.95
+    assert bench.choose_variant(table) == "uncertainty (disagreement)"

@@ -196,3 +196,24 @@ def test_report_shows_the_cost_dial(tmp_path: Path) -> None:
     text = paths["markdown"].read_text()
     assert "## Cost dial" in text and "plots/cascade_curve.png" in text and "uncertainty (entropy)" in text
     assert paths["cascade_curve"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_disagreement_model_learns_where_the_student_is_wrong() -> None:
+    from relabel.routing import fit_disagreement, student_features
+
+    rng = np.random.default_rng(0)
+    thresholds = [0.5, 1.5, 2.5]
+    # a student that is wrong exactly on high expected grades, however confident: entropy cannot see it
+    expected = rng.uniform(0, 3, 400)
+    probabilities = np.tile(CONFIDENT, (400, 1))
+    wrong = expected > 2.2
+    model = fit_disagreement(student_features(expected, thresholds, probabilities), wrong)
+    new_expected = np.array([0.2, 2.9, 1.0, 2.7])
+    routing = route(4, 2, "uncertainty", "disagreement", random_share=0.0, probabilities=np.tile(CONFIDENT, (4, 1)),
+                    expected=new_expected, thresholds=thresholds, model=model)
+    assert set(np.flatnonzero(routing.teacher)) == {1, 3}
+    assert routing.score[1] > 0.5 > routing.score[0]
+    with pytest.raises(ValueError, match="agree and disagree"):
+        fit_disagreement(student_features(expected, thresholds), np.zeros(400))
+    with pytest.raises(ValueError, match="fitted model"):
+        route(4, 2, "uncertainty", "disagreement", expected=new_expected, thresholds=thresholds)
