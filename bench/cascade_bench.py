@@ -107,15 +107,18 @@ def route_frame(frame: pd.DataFrame, teacher: str, teacher_score: str, share: fl
     return pd.concat(parts, ignore_index=True), teacher_pairs, random_slice
 
 
-def fit_models(fit_frame: pd.DataFrame, teacher: str, splits: list[str], cross_fit: bool) -> dict[str, Any]:
+def fit_models(fit_frame: pd.DataFrame, teacher: str, splits: list[str], cross_fit: bool,
+               use_probabilities: bool = True) -> dict[str, Any]:
     """Disagreement models (``relabel.routing.fit_disagreement``) from the student-vs-teacher disagreements of
     ``fit_frame``: one per split of ``splits``, fitted on the other splits when ``cross_fit`` (leave one year
-    out), else on all of ``fit_frame``. No NIST grade is read."""
+    out), else on all of ``fit_frame``; p0..p3 are features only when both sides have them. No NIST grade is
+    read."""
+    use_probabilities = use_probabilities and not fit_frame[["p0", "p1", "p2", "p3"]].isna().any().any()
+
     def fit(part: pd.DataFrame) -> DisagreementModel:
-        probabilities = part[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float)
         features = np.vstack([student_features(g["student_score"].to_numpy(dtype=float), g["thresholds"].iloc[0],
-                                               None if np.isnan(probabilities).any() else
-                                               g[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float))
+                                               g[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float)
+                                               if use_probabilities else None)
                               for _, g in part.groupby("split")])
         ordered = pd.concat([g for _, g in part.groupby("split")])
         return fit_disagreement(features, (ordered["student_grade"] != ordered[teacher]).to_numpy())
@@ -274,7 +277,8 @@ def main() -> None:
         splits = sorted(frame["split"].unique())
         # disagreement-prone routing learns from disagreements seen elsewhere: the held-out years' students
         # vs GPT-4o (the other years, in leave-one-year-out; all three for test-a)
-        models = (fit_models(frames["loyo"], "teacher_gpt4o", splits, cross_fit=protocol == "loyo")
+        has_probabilities = not frame[["p0", "p1", "p2", "p3"]].isna().any().any()
+        models = (fit_models(frames["loyo"], "teacher_gpt4o", splits, protocol == "loyo", has_probabilities)
                   if "loyo" in frames and frames["loyo"]["split"].nunique() > 1 else None)
         usd_per_pair = teacher_usd_per_pair(args.shared, folder, frame[["qid", "doc_id"]])
         table = cascade_table(frame, teacher, teacher_score, scale.labeler_metrics, usd_per_pair, args.seeds,

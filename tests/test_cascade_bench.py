@@ -112,6 +112,10 @@ def test_disagreement_routing_is_cross_fitted_on_other_splits() -> None:
     frame = pd.concat(parts, ignore_index=True)
     models = bench.fit_models(frame, "teacher", ["Y1", "Y2"], cross_fit=True)
     assert set(models) == {"Y1", "Y2"} and models["Y1"] is not models["Y2"]
+    assert models["Y1"].uses_probabilities
+    # a target without p0..p3 (older predictions) gets a model that does not need them
+    plain = bench.fit_models(frame, "teacher", ["T"], cross_fit=False, use_probabilities=False)
+    assert not plain["T"].uses_probabilities
     table = bench.cascade_table(frame, "teacher", "teacher_score", scale.labeler_metrics, 0.001, seeds=2,
                                 shares=(0.0, 0.2, 1.0), random_share=0.0, models=models)
     learned = table[(table["policy"] == "uncertainty (disagreement)") & (table["share"] == 0.2)].iloc[0]
