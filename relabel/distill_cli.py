@@ -126,8 +126,27 @@ def _files_hash(paths: list[Path]) -> str:
               help="pairs to label: 'qid 0 docid ...' (qrels/run-like) or 'qid docid' lines")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
               help="TREC qrels-format grades; grade probabilities go to <out>.probs.tsv")
-def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path, out_path: Path) -> None:
-    """Label any list of pairs with a student checkpoint."""
+@click.option("--teacher-labels", "teacher_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a recorded teacher labeling (qrels format): the cascade takes its grade on the routed pairs "
+                   "(routing per pair in <out>.routing.tsv)")
+@click.option("--route-share", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
+              help="share of the pairs routed to the teacher (with --teacher-labels)")
+@click.option("--route-usd", type=click.FloatRange(min=0.0),
+              help="USD cap on the teacher pairs, at --teacher-usd-per-1k (the tighter of the two caps wins)")
+@click.option("--teacher-usd-per-1k", type=click.FloatRange(min=0.0, min_open=True),
+              help="teacher price per 1,000 pairs (for --route-usd)")
+@click.option("--routing", type=click.Choice(["uncertainty", "random"]), default="uncertainty", show_default=True)
+@click.option("--uncertainty", type=click.Choice(["entropy", "margin"]), default="entropy", show_default=True,
+              help="uncertainty: entropy of the student's grade distribution, or its expected grade's distance "
+                   "from the nearest threshold")
+@click.option("--random-slice", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              help="share of the teacher budget still routed at random (unbiased student-teacher agreement)")
+@click.option("--seed", default=0, show_default=True, help="seed of the random routing")
+def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path, out_path: Path,
+          teacher_path: Path | None, route_share: float, route_usd: float | None, teacher_usd_per_1k: float | None,
+          routing: str, uncertainty: str, random_slice: float, seed: int) -> None:
+    """Label any list of pairs with a student checkpoint; with --teacher-labels, a cascade: the student labels
+    every pair and the teacher's recorded grade replaces it on the routed share."""
     from relabel.student import load_student, pair_text
     from relabel.student_cross_encoder import set_inference_threads
 
@@ -153,9 +172,54 @@ def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path
             )
             rows.extend(zip(chunk, scores, grades, probs, strict=True))
     seconds = time.perf_counter() - started
-    out_path.write_text("".join(f"{q} 0 {d} {g}\n" for (q, d), _, g, _ in rows))
+    final = [int(g) for _, _, g, _ in rows]
+    if teacher_path is not None:
+        if route_usd is not None and teacher_usd_per_1k is None:
+            raise click.BadParameter("--route-usd needs --teacher-usd-per-1k")
+        final = _cascade(rows, teacher_path, labeler.thresholds, out_path, route_share, route_usd,
+                         teacher_usd_per_1k, routing, uncertainty, random_slice, seed)
+    out_path.write_text("".join(f"{q} 0 {d} {g}\n" for ((q, d), _, _, _), g in zip(rows, final, strict=True)))
     with open(f"{out_path}.probs.tsv", "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
         writer.writerow(["qid", "docid", "p0", "p1", "p2", "p3", "expected_grade", "grade"])
         writer.writerows([q, d, *(f"{p:.5f}" for p in prob), f"{s:.5f}", g] for (q, d), s, g, prob in rows)
     click.echo(f"labeled {len(rows)} pairs in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} pairs/s)")
+
+
+def _cascade(rows: list, teacher_path: Path, thresholds: list[float], out_path: Path, share: float,
+             usd: float | None, usd_per_1k: float | None, policy: str, variant: str, random_share: float,
+             seed: int) -> list[int]:
+    """Route the student's labeled ``rows`` ((qid, docid), score, grade, probabilities) to the recorded teacher;
+    write ``<out>.routing.tsv`` and return the final grades."""
+    import numpy as np
+
+    from relabel.routing import budget_pairs, combine, route
+    from relabel.teacher_votes import read_recorded_labels
+
+    teacher = read_recorded_labels(teacher_path)
+    keys = [key for key, _, _, _ in rows]
+    scores = np.array([float(s) for _, s, _, _ in rows])
+    grades = np.array([int(g) for _, _, g, _ in rows])
+    per_pair = None if usd_per_1k is None else usd_per_1k / 1000
+    budget = budget_pairs(len(rows), share=share, usd=usd, usd_per_pair=per_pair)
+    routed = route(len(rows), budget, policy, variant, random_share=random_share, seed=seed,
+                   probabilities=np.array([p for _, _, _, p in rows]).reshape(len(rows), 4), expected=scores,
+                   thresholds=thresholds, keys=keys)
+    teacher_grades = np.array([float(teacher.get(key, np.nan)) for key in keys])
+    labels = combine(routed, grades, scores, teacher_grades)
+    with open(f"{out_path}.routing.tsv", "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["qid", "docid", "grade", "labeler_kind", "routing_reason", "routing_score", "student_grade",
+                         "teacher_grade"])
+        writer.writerows(
+            [q, d, g, kind, reason, "" if np.isnan(score) else f"{score:.5f}", sg, "" if np.isnan(tg) else int(tg)]
+            for (q, d), g, kind, reason, score, sg, tg in zip(
+                keys, labels.grade, labels.labeler_kind, labels.routing_reason, labels.routing_score, grades,
+                teacher_grades, strict=True))
+    used = int((labels.labeler_kind == "teacher").sum())
+    missing = int((labels.routing_reason == "teacher_missing").sum())
+    click.echo(f"cascade: {used} of {len(rows)} pairs ({used / max(len(rows), 1):.1%}) take the teacher's grade "
+               f"({policy}{f' by {variant}' if policy == 'uncertainty' else ''}, {routed.random_slice} of the "
+               f"{routed.budget} routed pairs at random"
+               + (f", {missing} routed pairs without a teacher grade kept the student's" if missing else "") + ")")
+    return [int(g) for g in labels.grade]

@@ -25,6 +25,7 @@ import numpy as np
 from relabel.documents import SUPPORTED_SUFFIXES, iter_source_files
 from relabel.paths import file_sha256
 from relabel.retrieval import BM25Index, passage_texts, tokenize
+from relabel.routing import random_order, route
 
 MANIFEST_FILE = "manifest.json"
 FILES_DIR = "files"
@@ -71,6 +72,11 @@ TABLES_DDL = {
             grade integer, expected_grade double, p0 double, p1 double, p2 double, p3 double, raw_answer varchar,
             error varchar, batch_id varchar,
             labeled_at timestamp, primary key (qid, doc_id, content_hash))""",
+    "inbox_routing": """
+        create table if not exists inbox_routing (
+            qid varchar, doc_id varchar, content_hash varchar, batch_id varchar, policy varchar, variant varchar,
+            to_teacher boolean, routing_reason varchar, routing_score double, student_grade integer,
+            student_expected_grade double, routed_at timestamp, primary key (qid, doc_id, content_hash))""",
     "relevance_labels": """
         create table if not exists relevance_labels (
             qid varchar, doc_id varchar, content_hash varchar, labeler_kind varchar, labeler_id varchar,
@@ -89,6 +95,8 @@ def ensure_tables(conn: Any) -> None:
         conn.execute(ddl)
     for column, kind in (("encoding", "varchar"), ("source_bytes", "bigint"), ("truncated", "boolean")):
         conn.execute(f"alter table document_versions add column if not exists {column} {kind}")
+    for column, kind in (("routing_reason", "varchar"), ("routing_score", "double")):
+        conn.execute(f"alter table relevance_labels add column if not exists {column} {kind}")
 
 
 # ---------------------------------------------------------------- inbox state, batches and manifests
@@ -396,11 +404,41 @@ def sample_size(n_pairs: int, rate: float) -> int:
 def teacher_sample(pairs: Sequence[Mapping[str, Any]], rate: float, seed: int) -> list[dict[str, Any]]:
     """A deterministic sample of ``sample_size(len(pairs), rate)`` pairs: the smallest seeded hashes of the
     pair keys, so the same pairs are chosen on every re-run and a pair's chance does not depend on order."""
+    order = random_order(len(pairs), seed, [pair_key(r) for r in pairs])
+    return [dict(pairs[i]) for i in order[: sample_size(len(pairs), rate)]]
 
-    def order(row: Mapping[str, Any]) -> str:
-        return hashlib.sha256(f"{seed}\x00{chr(0).join(pair_key(row))}".encode()).hexdigest()
 
-    return [dict(r) for r in sorted(pairs, key=order)[: sample_size(len(pairs), rate)]]
+ROUTING_POLICIES = ("random", "uncertainty")
+
+
+def route_teacher_pairs(
+    pairs: Sequence[Mapping[str, Any]],
+    rate: float,
+    seed: int,
+    policy: str = "random",
+    variant: str = "entropy",
+    random_share: float = 0.1,
+    probabilities: np.ndarray | None = None,
+    expected: np.ndarray | None = None,
+    thresholds: Sequence[float] | None = None,
+) -> list[dict[str, Any]]:
+    """Every pair with its routing: ``to_teacher``, ``routing_reason`` and ``routing_score``.
+
+    The budget is ``sample_size(len(pairs), rate)`` pairs. ``random`` picks the same pairs as ``teacher_sample``;
+    ``uncertainty`` keeps ``random_share`` of the budget on those seeded-random pairs (so student–teacher
+    agreement on them stays unbiased) and fills the rest with the pairs the student is least sure of
+    (``probabilities``: entropy; ``expected`` + ``thresholds``: margin), see ``relabel.routing``."""
+    if policy not in ROUTING_POLICIES:
+        raise ValueError(f"RELABEL_TEACHER_ROUTING must be one of {ROUTING_POLICIES}, got {policy!r}")
+    routing = route(len(pairs), sample_size(len(pairs), rate), policy, variant, random_share=random_share, seed=seed,
+                    probabilities=probabilities, expected=expected, thresholds=thresholds,
+                    keys=[pair_key(r) for r in pairs])
+    return [
+        {**dict(row), "policy": routing.policy, "variant": routing.variant, "to_teacher": bool(routing.teacher[i]),
+         "routing_reason": str(routing.reason[i]),
+         "routing_score": None if np.isnan(routing.score[i]) else float(routing.score[i])}
+        for i, row in enumerate(pairs)
+    ]
 
 
 LABEL_KIND_PRECEDENCE = {"teacher": 2, "student": 1}

@@ -43,6 +43,11 @@ METRIC_TITLES = {
     "pairwise_accuracy": "pairwise acc.",
 }
 REPORT_NAME = "agreement_report"
+CASCADE_TEXT = (
+    "The student labels every judged pair; the teacher's grade replaces it on a share of them, routed by the "
+    "student's uncertainty (a random slice of the teacher's pairs stays random) or at random (mean over seeds). "
+    "Agreement with the human judgments by teacher share; random_slice is how many teacher pairs were random."
+)
 
 
 @dataclass
@@ -56,6 +61,8 @@ class AgreementReport:
     cross_check: pd.DataFrame = field(default_factory=pd.DataFrame)
     systems: pd.DataFrame = field(default_factory=pd.DataFrame)
     cost: pd.DataFrame | None = None
+    # the cost dial: the cascade's agreement with the humans by teacher share (relabel.routing.cascade_curve)
+    cascade: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -340,6 +347,11 @@ def report_markdown(report: AgreementReport, images: Mapping[str, str] | None = 
             "Kendall's tau between retrieval systems ordered by nDCG@10 under human and under labeler judgments.",
             _format_frame(report.systems).to_markdown(index=False),
         ]
+    if len(report.cascade):
+        parts += ["## Cost dial", CASCADE_TEXT]
+        if "cascade_curve" in images:
+            parts += [f"![cost dial]({images['cascade_curve']})"]
+        parts += [_format_frame(report.cascade).to_markdown(index=False)]
     parts += ["## Confusion matrices"]
     if "confusion_matrices" in images:
         parts += [f"![confusion matrices]({images['confusion_matrices']})"]
@@ -382,6 +394,9 @@ def report_html(report: AgreementReport, images: Mapping[str, bytes] | None = No
         body += ["<h2>Cost and speed</h2>", _html_table(_format_frame(report.cost, 6))]
     if len(report.systems):
         body += ["<h2>System rankings</h2>", _html_table(_format_frame(report.systems))]
+    if len(report.cascade):
+        body += ["<h2>Cost dial</h2>", f"<p>{html.escape(CASCADE_TEXT)}</p>", image("cascade_curve"),
+                 _html_table(_format_frame(report.cascade))]
     body += ["<h2>Confusion matrices</h2>", image("confusion_matrices")]
     body += [
         "<h2>Grade distributions</h2>",
@@ -422,6 +437,7 @@ def report_json(report: AgreementReport) -> dict[str, Any]:
         "cross_check": _records(report.cross_check),
         "cost": _records(report.cost),
         "systems": _records(report.systems),
+        "cascade": _records(report.cascade),
         "notes": report.notes,
     }
 

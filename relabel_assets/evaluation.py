@@ -1,6 +1,7 @@
 """human_benchmark and agreement_report: human judgments and every labeler's agreement with them."""
 
 import base64
+import json
 import time
 from pathlib import Path
 
@@ -83,6 +84,49 @@ def _labels(duckdb: DuckDBResource, judgments: str) -> tuple[pd.DataFrame, dict[
     return pd.concat([labels, *frames], ignore_index=True) if frames else labels, systems
 
 
+STUDENT_PROBS_SQL = (
+    "select pair_source, qid, doc_id, grade, expected_grade, p0, p1, p2, p3 from student_labels "
+    "where status = 'ok' and pair_source = 'benchmark'"
+)
+
+
+def _cascade(
+    duckdb: DuckDBResource, labels: pd.DataFrame, human: pd.DataFrame, cost: pd.DataFrame, settings: PipelineSettings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The cost dial on the judged pairs: the cascade at ``RELABEL_TEACHER_SAMPLE_RATE`` with
+    ``RELABEL_TEACHER_ROUTING`` as one more labeler (its cost row: teacher share x teacher + student), and its
+    curve by teacher share. Unchanged inputs and an empty curve when student or teacher labels are missing."""
+    from relabel.routing import cascade_curve, cascade_frame
+
+    with duckdb.get_connection() as conn:
+        if not (table_exists(conn, "student_labels") and table_exists(conn, "student_checkpoint")):
+            return labels, cost, pd.DataFrame()
+        student = conn.execute(STUDENT_PROBS_SQL).df()
+        thresholds = json.loads(conn.execute(
+            "select thresholds from student_checkpoint order by created_at desc limit 1").fetchall()[0][0])
+    benchmark = labels[(labels["status"] == "ok") & (labels["pair_source"] == "benchmark")]
+    teachers = benchmark[benchmark["role"] == "teacher"]
+    if student.empty or teachers.empty:
+        return labels, cost, pd.DataFrame()
+    teacher_id = sorted(teachers["labeler_id"].unique())[0]
+    teacher = teachers[teachers["labeler_id"] == teacher_id]
+    share, policy = settings.teacher_sample_rate, settings.teacher_routing
+    rows = cascade_frame(student, teacher, share, policy, settings.teacher_uncertainty,
+                         settings.teacher_random_slice, settings.seed, thresholds)
+    curve = cascade_curve(human, student, teacher, variant=settings.teacher_uncertainty,
+                          random_share=settings.teacher_random_slice, thresholds=thresholds)
+    price = cost.set_index("labeler_id")["usd_per_1k_labels"] if len(cost) else pd.Series(dtype=float)
+    student_ids = sorted(labels[labels["role"] == "student"]["labeler_id"].unique())
+    student_id = str(student_ids[0]) if student_ids else ""
+    teacher_share = float((rows["labeler_kind"] == "teacher").mean())
+    usd = teacher_share * price.get(teacher_id, float("nan")) + price.get(student_id, 0.0)
+    cascade_cost = {"labeler_id": rows["labeler_id"].iloc[0], "role": "cascade",
+                    "model": f"{teacher_id} + {student_id}", "labels": len(rows), "usd_per_1k_labels": usd,
+                    "price_basis": f"teacher share {teacher_share:.1%} x teacher + student"}
+    return pd.concat([labels, rows.drop(columns=["labeler_kind", "routing_reason", "routing_score"])],
+                     ignore_index=True), pd.concat([cost, pd.DataFrame([cascade_cost])], ignore_index=True), curve
+
+
 def _tokens(duckdb: DuckDBResource) -> pd.DataFrame | None:
     with duckdb.get_connection() as conn:
         return conn.execute(TOKENS_SQL).df() if table_exists(conn, "llm_cache") else None
@@ -99,7 +143,8 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     ``runs/``) with the human judgments, and of the student with the teacher: Cohen's, quadratic and binary
     kappa, exact accuracy, Krippendorff's alpha, nDCG@10 and pairwise accuracy of the labeler's ranking,
     each with a query-bootstrap 95% interval; confusion matrices, grade distributions, per-query table,
-    cost and speed. Written to ``<data>/reports`` as Markdown, HTML and JSON with PNG plots; the per-query
+    cost and speed; the cost dial (the student-teacher cascade at the inbox's teacher share and routing, and its
+    curve by teacher share). Written to ``<data>/reports`` as Markdown, HTML and JSON with PNG plots; the per-query
     and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``."""
     from relabel.plots import report_plots  # matplotlib loads only when the report is built
 
@@ -108,7 +153,9 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     labels, systems = _labels(duckdb, settings.judgments)
     timed = labels[labels["role"].isin(["teacher", "teacher_member", "student"])]
     cost = cost_table(timed, _tokens(duckdb), settings.hourly_rate_usd)
+    labels, cost, curve = _cascade(duckdb, labels, human, cost, settings)
     report = build_report(human, labels, runs=systems or None, cost=cost, seed=settings.seed)
+    report.cascade = curve
     plots = report_plots(report)
     paths = write_report(report, Path(settings.data_dir) / "reports", plots)
     with duckdb.get_connection() as conn:

@@ -425,12 +425,47 @@ where p.batch_id = ? order by p.qid, p.doc_id
 """
 
 
+ROUTING_COLUMNS = ["qid", "doc_id", "content_hash", "policy", "variant", "to_teacher", "routing_reason",
+                   "routing_score", "student_grade", "student_expected_grade"]
+
+
+def _latest_checkpoint(conn: duckdb_lib.DuckDBPyConnection) -> pd.Series | None:
+    """The newest row of ``student_checkpoint`` (None when there is none)."""
+    if not table_exists(conn, "student_checkpoint"):
+        return None
+    frame = conn.execute(
+        "select checkpoint_id, path, sha256, created_at from student_checkpoint order by created_at desc limit 1"
+    ).df()
+    return None if frame.empty else frame.iloc[0]
+
+
+def _route(conn: duckdb_lib.DuckDBPyConnection, pairs: list[dict], settings: PipelineSettings) -> list[dict]:
+    """The batch's pairs with their routing (``RELABEL_TEACHER_ROUTING``); under ``uncertainty`` the current
+    student grades them first (its grade distribution and expected grade are kept with the routing)."""
+    if settings.teacher_routing != "uncertainty" or not pairs:
+        return inc.route_teacher_pairs(pairs, settings.teacher_sample_rate, settings.seed, settings.teacher_routing)
+    ckpt = _latest_checkpoint(conn)
+    if ckpt is None:
+        raise RuntimeError("uncertainty routing needs a student checkpoint: run relabel_job once first")
+    labeler = load_student(Path(ckpt["path"]))
+    scores, grades, probabilities = labeler.predict_with_probabilities(
+        [p["query_text"] for p in pairs], [pair_text({"title": p["title"], "doc_text": p["text"]}) for p in pairs])
+    routed = inc.route_teacher_pairs(
+        pairs, settings.teacher_sample_rate, settings.seed, "uncertainty", settings.teacher_uncertainty,
+        random_share=settings.teacher_random_slice, probabilities=probabilities, expected=scores,
+        thresholds=labeler.thresholds)
+    return [{**r, "student_grade": int(g), "student_expected_grade": float(s)}
+            for r, g, s in zip(routed, grades, scores, strict=True)]
+
+
 @_asset(deps=[inbox_candidate_pairs], kinds={"duckdb", "litellm"})
 def inbox_teacher_labels(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
 ) -> dg.MaterializeResult:
-    """Teacher grades for a deterministic sample (``RELABEL_TEACHER_SAMPLE_RATE``) of the batch's new pairs:
-    training data for the next student and a drift probe. Pairs graded already are not sent again."""
+    """Teacher grades for ``RELABEL_TEACHER_SAMPLE_RATE`` of the batch's new pairs, chosen by
+    ``RELABEL_TEACHER_ROUTING`` (a deterministic random sample, or the student's least sure pairs plus a random
+    slice); every pair's routing lands in ``inbox_routing``. Training data for the next student and a drift
+    probe. Pairs graded already are not sent again."""
     started = time.perf_counter()
     batch_id = context.partition_key
     client = llm.client(model=llm.model)
@@ -441,7 +476,11 @@ def inbox_teacher_labels(
             "delete from inbox_teacher_labels where batch_id = ? and status not in ('ok', 'unparsed')", [batch_id]
         )
         graded = conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
-        sample = inc.teacher_sample(pairs, settings.teacher_sample_rate, settings.seed)
+        routed = _route(conn, pairs, settings)
+        _insert(conn, "inbox_routing", pd.DataFrame(
+            [{k: r.get(k) for k in ROUTING_COLUMNS} for r in routed]).assign(batch_id=batch_id,
+                                                                         routed_at=pd.Timestamp.now()))
+        sample = [r for r in routed if r["to_teacher"]]
         pending = inc.unlabeled_pairs(sample, graded)
         if settings.teacher_runs:
             context.log.warning("recorded teacher runs configured: no live teacher labels for inbox batches")
@@ -481,6 +520,9 @@ def inbox_teacher_labels(
         metadata={
             "new_pairs": dg.MetadataValue.int(len(pairs)),
             "sampled": dg.MetadataValue.int(len(sample)),
+            "routing": dg.MetadataValue.text(settings.teacher_routing),
+            "random_slice": dg.MetadataValue.int(
+                sum(r["routing_reason"] in ("random", "random_slice") for r in sample)),
             "labels_added": dg.MetadataValue.int(added),
             "llm_calls": dg.MetadataValue.int(client.calls_made),
             "status_counts": dg.MetadataValue.json(status),
@@ -497,19 +539,14 @@ def relevance_labels(
     (labeler kind, id and version, batch, time). The current student checkpoint labels every new pair of the
     batch; the teacher's sampled labels supersede the student's (whose rows are retired, not deleted). Then
     the checkpoint is marked stale in ``student_checkpoint_registry`` when enough new teacher labels arrived
-    or agreement with the teacher fell (the retrain sensor picks that up)."""
+    or agreement with the teacher on the randomly routed pairs fell (the retrain sensor picks that up). Every
+    row carries its pair's routing reason and score (``inbox_routing``)."""
     started = time.perf_counter()
     batch_id = context.partition_key
     with duckdb.get_connection() as conn:
-        if not table_exists(conn, "student_checkpoint"):
-            raise RuntimeError("no student checkpoint: run relabel_job once first")
-    checkpoint = read_sql(
-        duckdb,
-        "select checkpoint_id, path, sha256, created_at from student_checkpoint order by created_at desc limit 1",
-    )
-    if checkpoint.empty:
+        ckpt = _latest_checkpoint(conn)
+    if ckpt is None:
         raise RuntimeError("no student checkpoint: run relabel_job once first")
-    ckpt = checkpoint.iloc[0]
     labeler_id = f"student:{ckpt['checkpoint_id']}"
     now = pd.Timestamp.now()
     with duckdb.get_connection() as conn:
@@ -524,12 +561,21 @@ def relevance_labels(
         ).fetchall()
         teacher = conn.execute(
             "select t.qid, t.doc_id, t.content_hash, 'teacher' as labeler_kind, t.labeler_id, "
-            "t.model || ' ' || t.prompt_id || '@' || t.prompt_version as labeler_version, t.grade, t.expected_grade "
-            "from inbox_teacher_labels t where t.batch_id = ? and t.status = 'ok' and not exists (select 1 from "
+            "t.model || ' ' || t.prompt_id || '@' || t.prompt_version as labeler_version, t.grade, t.expected_grade, "
+            "coalesce(r.routing_reason, 'random') as routing_reason, r.routing_score "
+            "from inbox_teacher_labels t left join inbox_routing r using (qid, doc_id, content_hash) "
+            "where t.batch_id = ? and t.status = 'ok' and not exists (select 1 from "
             "relevance_labels r where r.qid = t.qid and r.doc_id = t.doc_id and r.content_hash = t.content_hash "
             "and r.labeler_kind = 'teacher')",
             [batch_id],
         ).df()
+        routing = {
+            (q, d, h): (reason, score)
+            for q, d, h, reason, score in conn.execute(
+                "select qid, doc_id, content_hash, routing_reason, routing_score from inbox_routing where batch_id = ?",
+                [batch_id],
+            ).fetchall()
+        }
     pending = pd.DataFrame(inc.unlabeled_pairs(pairs.to_dict("records"), labeled), columns=pairs.columns)
     label_seconds = 0.0
     student_rows: list[dict] = []
@@ -549,6 +595,8 @@ def relevance_labels(
                 "labeler_version": ckpt["sha256"],
                 "grade": int(g),
                 "expected_grade": float(s),
+                "routing_reason": routing.get(inc.pair_key(r), ("student", None))[0],
+                "routing_score": routing.get(inc.pair_key(r), ("student", None))[1],
             }
             for r, s, g in zip(pending.to_dict("records"), scores, grades, strict=True)
         ]
@@ -592,7 +640,8 @@ def _staleness(
     ).fetchall()[0][0]
     compared = run(
         "select s.grade, t.grade from relevance_labels s join relevance_labels t using (qid, doc_id, content_hash) "
-        "where s.labeler_id = ? and s.labeler_kind = 'student' and t.labeler_kind = 'teacher'",
+        "where s.labeler_id = ? and s.labeler_kind = 'student' and t.labeler_kind = 'teacher' "
+        "and coalesce(t.routing_reason, 'random') in ('random', 'random_slice')",
         [labeler_id],
     ).fetchall()
     return inc.retrain_decision(

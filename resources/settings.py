@@ -39,6 +39,11 @@ class PipelineSettings(dg.ConfigurableResource):
     staging_table: str = "inbox_staging"
     incremental_top_k: int = 5
     teacher_sample_rate: float = 0.2
+    # which new pairs the teacher grades: "random" or "uncertainty" (the student's least sure pairs; variant
+    # "entropy" or "margin"), keeping teacher_random_slice of the teacher budget random (unbiased agreement)
+    teacher_routing: str = "random"
+    teacher_uncertainty: str = "entropy"
+    teacher_random_slice: float = 0.1
     bm25_update: str = "incremental"
     retrain_min_teacher_labels: int = 50
     retrain_min_agreement: float = 0.4
@@ -73,6 +78,9 @@ class PipelineSettings(dg.ConfigurableResource):
             staging_table=env("RELABEL_STAGING_TABLE", "inbox_staging"),
             incremental_top_k=int(env("RELABEL_INCREMENTAL_TOP_K", "5")),
             teacher_sample_rate=float(env("RELABEL_TEACHER_SAMPLE_RATE", "0.2")),
+            teacher_routing=env("RELABEL_TEACHER_ROUTING", "random"),
+            teacher_uncertainty=env("RELABEL_TEACHER_UNCERTAINTY", "entropy"),
+            teacher_random_slice=float(env("RELABEL_TEACHER_RANDOM_SLICE", "0.1")),
             bm25_update=env("RELABEL_BM25_UPDATE", "incremental"),
             retrain_min_teacher_labels=int(env("RELABEL_RETRAIN_MIN_TEACHER_LABELS", "50")),
             retrain_min_agreement=float(env("RELABEL_RETRAIN_MIN_AGREEMENT", "0.4")),

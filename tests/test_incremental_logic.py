@@ -151,3 +151,24 @@ def test_unreadable_inbox_entries_travel_to_the_batch_with_their_reason(tmp_path
     again = inc.scan_inbox(inbox, states)
     changed = inc.diff_hashes({d: s.sha256 for d, s in again.items()}, hashes).changed
     assert changed == ("inbox/loop-a.txt", "inbox/loop-b.txt")  # the link now reaches a readable file too
+
+
+def test_route_teacher_pairs_random_matches_the_sample_and_uncertainty_takes_the_unsure() -> None:
+    pairs = [{"qid": f"q{i % 3}", "doc_id": f"d{i}", "content_hash": f"h{i}"} for i in range(20)]
+    random = inc.route_teacher_pairs(pairs, 0.25, seed=13)
+    chosen = [inc.pair_key(r) for r in random if r["to_teacher"]]
+    assert sorted(chosen) == sorted(inc.pair_key(r) for r in inc.teacher_sample(pairs, 0.25, seed=13))
+    assert {r["routing_reason"] for r in random if r["to_teacher"]} == {"random"}
+    probabilities = np.tile([0.97, 0.01, 0.01, 0.01], (20, 1))
+    probabilities[[3, 8, 11, 17, 19]] = 0.25  # the student is unsure of these five
+    unsure = inc.route_teacher_pairs(pairs, 0.25, seed=13, policy="uncertainty", random_share=0.0,
+                                     probabilities=probabilities)
+    assert [i for i, r in enumerate(unsure) if r["to_teacher"]] == [3, 8, 11, 17, 19]
+    assert all(r["routing_reason"] == "uncertain" for r in unsure if r["to_teacher"])
+    assert all(r["routing_reason"] == "student" and r["routing_score"] < 0.3 for r in unsure if not r["to_teacher"])
+    sliced = inc.route_teacher_pairs(pairs, 0.25, seed=13, policy="uncertainty", random_share=0.2,
+                                     probabilities=probabilities)
+    assert [r["routing_reason"] for r in sliced].count("random_slice") == 1
+    assert sum(r["to_teacher"] for r in sliced) == 5
+    with pytest.raises(ValueError, match="RELABEL_TEACHER_ROUTING"):
+        inc.route_teacher_pairs(pairs, 0.25, seed=13, policy="everything")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 from dagster import materialize
@@ -39,6 +41,10 @@ def test_whole_graph_materializes_and_second_run_makes_no_llm_calls(pipeline_res
     assert teacher == (pools + bench, pools + bench)
     assert first_calls == 6 + pools + bench
     assert {r for _, r in labelers} == {"human", "teacher:scripted/overlap"}
+    # the cost dial: the student-teacher cascade at the inbox's teacher share is a labeler, with its curve
+    assert ("cascade:random@20%", "human") in labelers
+    text = (Path(pipeline_resources["settings"].data_dir) / "reports" / "agreement_report.md").read_text()
+    assert "## Cost dial" in text and "plots/cascade_curve.png" in text
 
     again = materialize([*ALL_ASSETS, *table_checks()], resources=pipeline_resources)
     assert again.success
