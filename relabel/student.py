@@ -195,7 +195,7 @@ def encoder_inputs(
 ) -> tuple[list[str], list[str], Any, np.ndarray, tuple[list[int], list[int]]]:
     """What both encoder recipes train on: query texts, document texts (title and body, cut to twice
     ``max_doc_chars``), the teacher's grade distributions as a float tensor, its grades, and the
-    query-grouped (train, validation) split. Row ``qid``s go to ``fit_and_save`` separately."""
+    query-grouped (train, validation) split."""
     import torch
 
     queries = [str(r["query_text"]) for r in rows]
@@ -411,6 +411,7 @@ def train_student(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir
     optionally p0-p3) and save the checkpoint to ``out_dir``; returns its metadata."""
     if not rows:
         raise ValueError("no training rows: the teacher produced no usable labels")
+    parent_checkpoint(config)  # a wrong --init-from fails before any training
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.recipe == "slm":
         from relabel.student_slm import train_slm
