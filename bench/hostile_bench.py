@@ -46,25 +46,10 @@ def _peak_rss_mib() -> float:
 
 
 def _resources(work: Path, corpus: Path, inbox: Path) -> dict[str, Any]:
-    """The pipeline's resources over ``work/data``, with the tests' scripted LLM (no model, no network)."""
-    from dagster_duckdb import DuckDBResource
+    """The tests' pipeline resources over ``work/data`` with the scripted LLM (no model, no network)."""
+    from tests.conftest import scripted_resources
 
-    from resources.llm import LLMGateway
-    from resources.model_store import ModelStore
-    from resources.settings import PipelineSettings
-    from tests import scripted_llm
-
-    scripted_llm.register()
-    data = work / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    return {
-        "duckdb": DuckDBResource(database=str(data / "relabel.duckdb")),
-        "llm": LLMGateway(model="scripted/overlap", use_logprobs=False),
-        "model_store": ModelStore(root=str(data / "artifacts")),
-        "settings": PipelineSettings(
-            data_dir=str(data), corpus_dir=str(corpus), inbox_dir=str(inbox), judgments=str(corpus)
-        ),
-    }
+    return scripted_resources(work, corpus, corpus, inbox_dir=str(inbox))
 
 
 def run_seed_corpus(share: Path, work: Path) -> dict[str, list[tuple[str, str]]]:

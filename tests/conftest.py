@@ -88,7 +88,8 @@ def tiny_corpus(tmp_path: Path) -> Path:
 
 
 def scripted_resources(root: Path, corpus: Path, judgments: Path, **settings: object) -> dict[str, object]:
-    """Resources over ``root`` (DuckDB file, artifacts, inbox) with the scripted LLM and small pools."""
+    """Resources over ``root`` (DuckDB file, artifacts, inbox) with the scripted LLM and small pools; ``settings``
+    override any PipelineSettings field (``inbox_dir`` included)."""
     scripted_llm.register()
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -97,14 +98,16 @@ def scripted_resources(root: Path, corpus: Path, judgments: Path, **settings: ob
         "llm": LLMGateway(model="scripted/overlap", use_logprobs=False),
         "model_store": ModelStore(root=str(data / "artifacts")),
         "settings": PipelineSettings(
-            data_dir=str(data),
-            corpus_dir=str(corpus),
-            inbox_dir=str(root / "inbox"),
-            judgments=str(judgments),
-            queries_per_doc=2,
-            bm25_negatives=2,
-            random_negatives=1,
-            **settings,
+            **{
+                "data_dir": str(data),
+                "corpus_dir": str(corpus),
+                "inbox_dir": str(root / "inbox"),
+                "judgments": str(judgments),
+                "queries_per_doc": 2,
+                "bm25_negatives": 2,
+                "random_negatives": 1,
+                **settings,
+            }
         ),
     }
 
