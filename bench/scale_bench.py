@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import tempfile
@@ -121,15 +122,18 @@ def first_queries(data: dict[str, list[dict]], limit: int) -> dict[str, list[dic
     return {name: [r for r in rows if r["qid"] in keep] for name, rows in data.items()}
 
 
-def train_and_label(rows: list[dict], eval_rows: list[dict], overrides: dict, base_model: str) -> dict[str, Any]:
+def train_and_label(
+    rows: list[dict], eval_rows: list[dict], overrides: dict, base_model: str, keep_in: Path | None = None
+) -> dict[str, Any]:
     """Train one configuration on ``rows``, label ``eval_rows``; the record the report reads (per pair: qid,
-    doc_id, expected grade, grade, p0-p3)."""
+    doc_id, expected grade, grade, p0-p3). The checkpoint is kept in ``keep_in`` when given."""
     from relabel.student import StudentConfig, load_student, pair_text, train_student
 
     config = StudentConfig(**{"base_model": base_model, **overrides})
     with tempfile.TemporaryDirectory() as scratch:
-        meta = train_student(rows, config, Path(scratch))
-        labeler = load_student(Path(scratch))
+        folder = keep_in or Path(scratch)
+        meta = train_student(rows, config, folder)
+        labeler = load_student(folder)
         started = time.perf_counter()
         scores, grades, probabilities = labeler.predict_with_probabilities(
             [r["query_text"] for r in eval_rows], [pair_text(r) for r in eval_rows]
@@ -157,8 +161,10 @@ def run_protocols(
     base_model: str,
     predictions: Path,
     years: list[str] | None = None,
+    checkpoints: Path | None = None,
 ) -> None:
-    """Train every configuration under each protocol; append one JSON line per (protocol, split, config)."""
+    """Train every configuration under each protocol; append one JSON line per (protocol, split, config).
+    A (protocol, split, config) already in ``predictions`` is not trained again, so an interrupted run resumes."""
     from relabel.student import torch_device
 
     print(
@@ -166,12 +172,23 @@ def run_protocols(
     )
     configs = [*[c for c in configs if c != BASE], BASE]
 
+    recorded = [json.loads(line) for line in predictions.read_text().splitlines()] if predictions.exists() else []
+
     def record(protocol: str, split: str, overrides: dict, train: list[dict], evaluate: list[dict]) -> dict:
+        for done in recorded:
+            if (done["protocol"], done["split"], done["config"]) == (protocol, split, overrides):
+                print(f"{protocol} {split} {json.dumps(overrides)}: already in {predictions}, not retrained")
+                return done
+        keep_in = None
+        if checkpoints:
+            keep_in = (
+                checkpoints / f"{protocol}-{split}-{hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:8]}"
+            )
         result = {
             "protocol": protocol,
             "split": split,
             "config": overrides,
-            **train_and_label(train, evaluate, overrides, base_model),
+            **train_and_label(train, evaluate, overrides, base_model, keep_in),
         }
         with predictions.open("a") as handle:
             handle.write(json.dumps(result) + "\n")
@@ -317,6 +334,7 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="append predictions, print no table")
     parser.add_argument("--report-only", action="store_true", help="tables from --predictions, no training")
     parser.add_argument("--predictions", type=Path, default=REPO / "data" / "bench" / "scale_predictions.jsonl")
+    parser.add_argument("--checkpoints", type=Path, help="keep each trained checkpoint in a folder under this one")
     parser.add_argument("--out", type=Path, default=REPO / "data" / "bench" / "scale_bench.md")
     args = parser.parse_args()
     if not args.rows and not (args.shared / SCALE).is_dir():
@@ -334,7 +352,16 @@ def main() -> None:
 
             args.base_model = str(minilm_dir())
         configs = json.loads(args.configs)
-        run_protocols(data, configs, args.protocols, args.loyo_configs, args.base_model, args.predictions, args.years)
+        run_protocols(
+            data,
+            configs,
+            args.protocols,
+            args.loyo_configs,
+            args.base_model,
+            args.predictions,
+            args.years,
+            args.checkpoints,
+        )
     if args.train_only:
         return
     records = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
