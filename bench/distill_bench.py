@@ -34,7 +34,7 @@ from relabel.distill_cli import training_rows  # noqa: E402
 from relabel.metrics import agreement, ranking_agreement  # noqa: E402
 from relabel.models import minilm_dir  # noqa: E402
 from relabel.student import StudentConfig, load_student, pair_text, train_student  # noqa: E402
-from relabel.student_cross_encoder import set_inference_threads  # noqa: E402
+from relabel.student.cross_encoder import set_inference_threads  # noqa: E402
 from relabel.teacher_votes import recorded_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -148,7 +148,7 @@ def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path
     """Label any list of pairs with a student checkpoint; with --teacher-labels, a cascade: the student labels
     every pair and the teacher's recorded grade replaces it on the routed share."""
     from relabel.student import load_student, pair_text
-    from relabel.student_cross_encoder import set_inference_threads
+    from relabel.student.cross_encoder import set_inference_threads
 
     queries = read_queries(queries_path)
     pairs = read_pairs_file(pairs_path)

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -15,9 +15,6 @@ import duckdb  # noqa: E402
 import litellm  # noqa: E402
 
 from relabel import local_llm  # noqa: E402
-
-if TYPE_CHECKING:
-    from relabel.llm_runner import CallPolicy
 
 CACHE_DDL = """
 create table if not exists llm_cache (
@@ -171,23 +168,3 @@ def store_answer(
             answer.latency_s,
         ],
     )
-
-
-def cached_complete(
-    conn: duckdb.DuckDBPyConnection,
-    client: LLMClient,
-    prompt_id: str,
-    prompt_version: str,
-    messages: list[dict[str, str]],
-    policy: CallPolicy | None = None,
-    **params: Any,
-) -> LLMAnswer:
-    """One request through ``llm_runner.run_calls`` (cache, retries, call log, and ``policy``'s rate limits
-    and budget); raises when it failed."""
-    from relabel.llm_runner import CallRequest, run_calls
-
-    request = CallRequest("single", messages, params, prompt_id, prompt_version)
-    outcome = run_calls(conn, client, [request], labeler_id=f"{prompt_id}:{client.model}", policy=policy)["single"]
-    if outcome.answer is None:
-        raise RuntimeError(outcome.error or outcome.status)
-    return outcome.answer

@@ -178,8 +178,10 @@ def run_calls(
     policy = policy or CallPolicy()
     ids = [request.item_id for request in requests]
     if len(set(ids)) != len(ids):
-        raise ValueError("every request needs its own item_id; duplicates: "
-                         + ", ".join(sorted({i for i in ids if ids.count(i) > 1})[:5]))
+        raise ValueError(
+            "every request needs its own item_id; duplicates: "
+            + ", ".join(sorted({i for i in ids if ids.count(i) > 1})[:5])
+        )
     ensure_cache(conn)
     conn.execute(CALLS_DDL)
     outcomes: dict[str, CallOutcome] = {}
@@ -334,3 +336,21 @@ def _log_attempts(
             ],
         )
     return spent
+
+
+def cached_complete(
+    conn: duckdb.DuckDBPyConnection,
+    client: LLMClient,
+    prompt_id: str,
+    prompt_version: str,
+    messages: list[dict[str, str]],
+    policy: CallPolicy | None = None,
+    **params: Any,
+) -> LLMAnswer:
+    """One request through ``run_calls`` (cache, retries, call log, and ``policy``'s rate limits and budget);
+    raises when it failed."""
+    request = CallRequest("single", messages, params, prompt_id, prompt_version)
+    outcome = run_calls(conn, client, [request], labeler_id=f"{prompt_id}:{client.model}", policy=policy)["single"]
+    if outcome.answer is None:
+        raise RuntimeError(outcome.error or outcome.status)
+    return outcome.answer

@@ -12,8 +12,8 @@ from typing import Any
 
 import duckdb
 
-from relabel.llm_client import LLMClient, cached_complete, ensure_cache
-from relabel.llm_runner import CallPolicy
+from relabel.llm_client import LLMClient, ensure_cache
+from relabel.llm_runner import CallPolicy, cached_complete
 from relabel.prompts import PromptTemplate, load_prompt, render_pair
 from relabel.query_stats import ENGLISH_STOPWORDS, NEAR_DUPLICATE_JACCARD, NearDuplicateIndex, normalize
 

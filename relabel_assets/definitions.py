@@ -11,7 +11,8 @@ from relabel import paths  # noqa: E402
 from relabel_assets import corpus, evaluation, queries, retrieval, student, teacher  # noqa: E402
 from relabel_assets.checks import incremental_checks, table_checks  # noqa: E402
 from relabel_assets.incremental import GROUP as INCREMENTAL_GROUP  # noqa: E402
-from relabel_assets.incremental import INCREMENTAL_ASSETS, inbox_batches  # noqa: E402
+from relabel_assets.incremental import INCREMENTAL_ASSETS  # noqa: E402
+from relabel_assets.partitions import inbox_batches  # noqa: E402
 from relabel_assets.sql_models import sql_assets  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
 from resources.model_store import ModelStore  # noqa: E402

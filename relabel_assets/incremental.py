@@ -22,13 +22,13 @@ from relabel.retrieval import BM25Index
 from relabel.student import load_student, pair_text
 from relabel.warehouse import table_exists
 from relabel_assets.common import WRITER_POOL, read_sql
+from relabel_assets.partitions import inbox_batches
 from relabel_assets.retrieval import query_pools
 from relabel_assets.teacher import LABEL_COLUMNS
 from resources.llm import LLMGateway
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
 
-inbox_batches = dg.DynamicPartitionsDefinition(name="inbox_batches")
 GROUP = "incremental"
 DOC_FIELDS = list(Document.__dataclass_fields__)
 NEW_VERSIONS_SQL = (

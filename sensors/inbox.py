@@ -9,7 +9,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from relabel import incremental as inc
-from relabel_assets.incremental import inbox_batches
+from relabel_assets.partitions import inbox_batches
 from resources.settings import PipelineSettings
 
 SENSOR_INTERVAL_S = int(os.environ.get("RELABEL_SENSOR_INTERVAL_S", "15"))

@@ -11,14 +11,13 @@ from click.testing import CliRunner
 
 from relabel.models import minilm_dir
 from relabel.paths import file_sha256
-from relabel.student import (
+from relabel.student import load_student, train_student
+from relabel.student.base import (
     StudentConfig,
     autocast,
-    load_student,
     margin_mse,
     model_card,
     read_meta,
-    train_student,
     training_batches,
 )
 from tests.test_student import DOCS, QUERIES, ROWS

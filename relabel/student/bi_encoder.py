@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from relabel.student import (
+from relabel.student.base import (
     Labeler,
     StudentConfig,
     autocast,

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from relabel.paths import file_sha256, model_cache_dir
 from relabel.prompts import load_prompt, render_pair
-from relabel.student import (
+from relabel.student.base import (
     Labeler,
     StudentConfig,
     final_thresholds,

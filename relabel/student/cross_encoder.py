@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from relabel.student import (
+from relabel.student.base import (
     Labeler,
     StudentConfig,
     autocast,

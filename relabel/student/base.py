@@ -1,16 +1,11 @@
-"""The student: what every recipe shares (configuration, query-grouped split, grade thresholds, targets,
-model card) and the entry points ``train_student`` and ``load_student`` that dispatch on the recipe.
-
-Recipes: ``cross-encoder`` (MiniLM-L6 with a 4-grade head, ``relabel.student_cross_encoder``),
-``bi-encoder`` (MiniLM-L6 embeddings with a cosine grade head, ``relabel.student_bi_encoder``) and ``slm``
-(a causal LM fine-tuned with trl to answer the grade digit, ``relabel.student_slm``). All give a
-probability per grade; the expected grade is the score, and grades come from thresholds fitted so the
-student's grade shares match the teacher's (no human labels involved)."""
+"""What every student recipe shares: configuration, query-grouped split, grade thresholds, targets, the
+epoch loop of the encoders, checkpoint metadata and the model card."""
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -19,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 STUDENT_CONFIG_FILE = "relabel_student.json"
-RECIPES = ("cross-encoder", "bi-encoder", "slm")
+RECIPES = ("cross-encoder", "bi-encoder", "slm")  # implemented in relabel.student.registry
 OBJECTIVES = ("soft", "regression")
 BATCHING = ("random", "length", "query")
 PRECISIONS = ("auto", "fp32", "bf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 LENGTH_BUCKET_BATCHES = 50
+PROGRESS_EVERY = 10  # batches between loss updates on the progress bar
 
 
 @dataclass(frozen=True)
@@ -300,13 +297,16 @@ def fit_epochs(
     split: tuple[list[int], list[int]],
     config: StudentConfig,
     qids: Sequence[str] = (),
+    progress: bool | None = None,
 ) -> tuple[list[dict[str, Any]], float | None]:
     """The epoch loop shared by the encoder recipes: seeded ``training_batches`` (by query when ``qids`` are
     given), ``batch_loss`` per batch of row indices under ``autocast``, validation kappa with the teacher
     before training (epoch 0) and after each epoch, the best
     epoch's weights restored (the starting weights when no epoch beats them), and early stopping after
-    ``patience`` epochs without improvement. Returns (history, best validation kappa)."""
+    ``patience`` epochs without improvement. ``progress`` shows a bar per epoch (running loss) and the validation
+kappa after it, on stderr (default: when stderr is a terminal). Returns (history, best validation kappa)."""
     train_idx, val_idx = split
+    progress = sys.stderr.isatty() if progress is None else progress
     shuffler = random.Random(config.seed)
     lengths = [len(q) + len(d) for q, d in zip(texts[0], texts[1], strict=True)]
     qids = list(qids) or [str(i) for i in range(len(lengths))]
@@ -325,13 +325,18 @@ def fit_epochs(
             module.train()
         losses = []
         started = time.perf_counter()
-        for batch in training_batches(train_idx, lengths, qids, config, shuffler):
+        batches = training_batches(train_idx, lengths, qids, config, shuffler)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
+                   leave=True, dynamic_ncols=True)
+        for batch in bar:
             with autocast(device, config.precision):
                 loss = batch_loss(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+            if len(losses) % PROGRESS_EVERY == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-PROGRESS_EVERY:]):.4f}")
         for module in modules:
             module.eval()
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
@@ -341,6 +346,9 @@ def fit_epochs(
             continue
         kappa, _ = validation_kappa(labeler, texts[0], texts[1], grades, train_idx, val_idx)
         record["val_kappa_vs_teacher"] = kappa
+        if progress:
+            summary = f"epoch {epoch + 1}: loss {record['train_loss']:.4f}, validation kappa vs teacher {kappa:.3f}"
+            tqdm.write(summary, file=sys.stderr)
         if best is None or kappa > best[0]:
             best = (kappa, [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules])
             stale_epochs = 0
@@ -404,42 +412,6 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a relabel student checkpoint (no {STUDENT_CONFIG_FILE})")
     return json.loads(path.read_text())
-
-
-def train_student(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Path) -> dict[str, Any]:
-    """Train the configured recipe on rows (qid, query_text, title, doc_text, grade, expected_grade and
-    optionally p0-p3) and save the checkpoint to ``out_dir``; returns its metadata."""
-    if not rows:
-        raise ValueError("no training rows: the teacher produced no usable labels")
-    parent_checkpoint(config)  # a wrong --init-from fails before any training
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if config.recipe == "slm":
-        from relabel.student_slm import train_slm
-
-        return train_slm(rows, config, out_dir)
-    if config.recipe == "bi-encoder":
-        from relabel.student_bi_encoder import train_bi_encoder
-
-        return train_bi_encoder(rows, config, out_dir)
-    from relabel.student_cross_encoder import train_cross_encoder
-
-    return train_cross_encoder(rows, config, out_dir)
-
-
-def load_student(directory: Path) -> Labeler:
-    """Load any checkpoint written by ``train_student``."""
-    meta = read_meta(directory)
-    if meta.get("recipe") == "slm":
-        from relabel.student_slm import SLMLabeler
-
-        return SLMLabeler.load(Path(directory))
-    if meta.get("recipe") == "bi-encoder":
-        from relabel.student_bi_encoder import BiEncoderLabeler
-
-        return BiEncoderLabeler.load(Path(directory))
-    from relabel.student_cross_encoder import CrossEncoderLabeler
-
-    return CrossEncoderLabeler.load(Path(directory))
 
 
 def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:

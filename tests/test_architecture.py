@@ -1,0 +1,82 @@
+"""The layering rules of the code base: the pure logic in ``relabel/`` never imports Dagster (only the command
+line, which starts Dagster runs, does), and the first-party import graph (module-level and function-level
+imports) has no cycle."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("relabel", "relabel_assets", "resources", "sensors")
+# the command line is the application's entry point: ``relabel run`` / ``relabel ui`` start Dagster
+DAGSTER_ENTRY_POINTS = {"relabel.cli"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def first_party_modules() -> dict[str, Path]:
+    return {module_name(f): f for package in PACKAGES for f in (ROOT / package).rglob("*.py")}
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every absolute module name an import statement anywhere in ``path`` reaches (``from a import b`` gives
+    ``a`` and ``a.b``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the first-party modules it imports (a submodule importing its own package does not count)."""
+
+    def resolve(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = {resolve(name) for name in imported_names(path)}
+        graph[module] = {t for t in targets if t and t != module and not module.startswith(t + ".")}
+    return graph
+
+
+@pytest.mark.unit
+def test_pure_logic_never_imports_dagster() -> None:
+    offenders = {
+        module: sorted(n for n in imported_names(path) if n.split(".")[0].startswith("dagster"))
+        for module, path in first_party_modules().items()
+        if module.split(".")[0] == "relabel" and module not in DAGSTER_ENTRY_POINTS
+    }
+    assert {m: names for m, names in offenders.items() if names} == {}
+
+
+@pytest.mark.unit
+def test_first_party_import_graph_has_no_cycle() -> None:
+    graph = import_graph(first_party_modules())
+    assert "relabel.student.base" in graph["relabel.student.bi_encoder"]
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as error:
+        pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
+
+
+@pytest.mark.unit
+def test_cycle_detection_catches_a_cycle(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("def f():\n    from b import g\n")
+    (tmp_path / "b.py").write_text("import a\n")
+    graph = import_graph({"a": tmp_path / "a.py", "b": tmp_path / "b.py"})
+    with pytest.raises(graphlib.CycleError):
+        list(graphlib.TopologicalSorter(graph).static_order())
