@@ -15,6 +15,7 @@ import duckdb  # noqa: E402
 import litellm  # noqa: E402
 
 from relabel import local_llm  # noqa: E402
+from relabel.cost import DEFAULT_HOURLY_RATE_USD  # noqa: E402
 
 CACHE_DDL = """
 create table if not exists llm_cache (
@@ -53,7 +54,7 @@ class LLMClient:
     api_base: str | None = None
     timeout_s: float = 300.0
     mock_response: str | None = None
-    hourly_rate_usd: float = 0.10
+    hourly_rate_usd: float = DEFAULT_HOURLY_RATE_USD
     calls_made: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from relabel.cost import DEFAULT_HOURLY_RATE_USD
 from relabel.llm_client import LLMClient
 from relabel.llm_runner import CallPolicy
 
@@ -33,14 +34,14 @@ class LLMGateway(dg.ConfigurableResource):
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     budget_usd: float | None = None
-    hourly_rate_usd: float = 0.10
+    hourly_rate_usd: float = DEFAULT_HOURLY_RATE_USD
     ensemble_models: list[str] = []
     samples_per_model: int = 1
     sample_temperature: float = 0.7
 
     @classmethod
     def from_env(cls) -> "LLMGateway":
-        """Settings from ``RELABEL_LLM_*`` environment variables (see README).
+        """Settings from ``RELABEL_LLM_*`` environment variables (see docs/configuration.md).
 
         With nothing set, the embedded defaults split the work: the 1.5B model grades (the only small
         model with a usable signal) and the faster 0.5B writes queries. Setting ``RELABEL_LLM_MODEL``
@@ -55,7 +56,7 @@ class LLMGateway(dg.ConfigurableResource):
             requests_per_minute=_number("RELABEL_LLM_RPM", int),
             tokens_per_minute=_number("RELABEL_LLM_TPM", int),
             budget_usd=_number("RELABEL_LLM_BUDGET_USD"),
-            hourly_rate_usd=_number("RELABEL_HOURLY_RATE_USD") or 0.10,
+            hourly_rate_usd=_number("RELABEL_HOURLY_RATE_USD") or DEFAULT_HOURLY_RATE_USD,
             ensemble_models=[m for m in os.environ.get("RELABEL_LLM_ENSEMBLE", "").split(",") if m.strip()],
             samples_per_model=_number("RELABEL_LLM_SAMPLES", int) or 1,
         )

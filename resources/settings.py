@@ -1,18 +1,26 @@
 """Pipeline settings: where documents and judgments come from and the size of each stage."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
 from relabel import paths
 from relabel.benchmarks import DEMO, demo_corpus_dir
+from relabel.cost import DEFAULT_HOURLY_RATE_USD
 from relabel.models import minilm_dir
 from relabel.student import StudentConfig
 
 
+def env_var(field_name: str) -> str:
+    """The environment variable of a setting: ``RELABEL_`` + the field name in capitals."""
+    return f"RELABEL_{field_name.upper()}"
+
+
 class PipelineSettings(dg.ConfigurableResource):
-    """Knobs of the labeling pipeline; ``from_env`` reads the ``RELABEL_*`` environment variables."""
+    """Knobs of the labeling pipeline: one field (and default) per setting; ``from_env`` reads each from
+    ``env_var(field)``. docs/configuration.md documents every one (a test keeps the two in step)."""
 
     data_dir: str
     corpus_dir: str = DEMO
@@ -49,43 +57,21 @@ class PipelineSettings(dg.ConfigurableResource):
     retrain_min_agreement: float = 0.4
     retrain_min_compared_pairs: int = 20
     # USD per machine-hour for local models and the student in the cost table (an assumption, stated in the
-    # report): 0.10 is roughly a 2-core CPU VM. Read from RELABEL_HOURLY_RATE_USD when the module is imported.
-    hourly_rate_usd: float = float(os.environ.get("RELABEL_HOURLY_RATE_USD", "0.10"))
+    # report): 0.10 is roughly a 2-core CPU VM
+    hourly_rate_usd: float = DEFAULT_HOURLY_RATE_USD
 
     @classmethod
-    def from_env(cls) -> "PipelineSettings":
-        """Defaults for the demo, overridable by environment variables."""
-        env = os.environ.get
-        return cls(
-            data_dir=str(paths.data_dir()),
-            corpus_dir=env("RELABEL_CORPUS_DIR", DEMO),
-            inbox_dir=str(paths.inbox_dir()),
-            judgments=env("RELABEL_JUDGMENTS", DEMO),
-            judgments_max_pairs=int(env("RELABEL_JUDGMENTS_MAX_PAIRS", "64")),
-            queries_per_doc=int(env("RELABEL_QUERIES_PER_DOC", "1")),
-            bm25_negatives=int(env("RELABEL_BM25_NEGATIVES", "2")),
-            random_negatives=int(env("RELABEL_RANDOM_NEGATIVES", "1")),
-            max_doc_chars=int(env("RELABEL_MAX_DOC_CHARS", "500")),
-            max_doc_bytes=int(env("RELABEL_MAX_DOC_BYTES", str(1 << 20))),
-            teacher_runs=[p for p in env("RELABEL_TEACHER_RUNS", "").split(",") if p.strip()],
-            student_recipe=env("RELABEL_STUDENT_RECIPE", "bi-encoder"),
-            student_objective=env("RELABEL_STUDENT_OBJECTIVE", "soft"),
-            student_base_model=env("RELABEL_STUDENT_BASE_MODEL", ""),
-            student_epochs=int(env("RELABEL_STUDENT_EPOCHS", "3")),
-            student_max_steps=int(env("RELABEL_STUDENT_MAX_STEPS", "300")),
-            student_lora_r=int(env("RELABEL_STUDENT_LORA_R", "0")),
-            student_init_from=env("RELABEL_STUDENT_INIT_FROM", ""),
-            staging_table=env("RELABEL_STAGING_TABLE", "inbox_staging"),
-            incremental_top_k=int(env("RELABEL_INCREMENTAL_TOP_K", "5")),
-            teacher_sample_rate=float(env("RELABEL_TEACHER_SAMPLE_RATE", "0.2")),
-            teacher_routing=env("RELABEL_TEACHER_ROUTING", "random"),
-            teacher_uncertainty=env("RELABEL_TEACHER_UNCERTAINTY", "entropy"),
-            teacher_random_slice=float(env("RELABEL_TEACHER_RANDOM_SLICE", "0.1")),
-            bm25_update=env("RELABEL_BM25_UPDATE", "incremental"),
-            retrain_min_teacher_labels=int(env("RELABEL_RETRAIN_MIN_TEACHER_LABELS", "50")),
-            retrain_min_agreement=float(env("RELABEL_RETRAIN_MIN_AGREEMENT", "0.4")),
-            retrain_min_compared_pairs=int(env("RELABEL_RETRAIN_MIN_COMPARED_PAIRS", "20")),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "PipelineSettings":
+        """The field defaults, each overridable by its environment variable ``RELABEL_<FIELD NAME>`` (see
+        ``env_var``; list fields take comma-separated values); pydantic converts and validates the strings."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {"data_dir": str(paths.data_dir()), "inbox_dir": str(paths.inbox_dir())}
+        for name, field in cls.model_fields.items():
+            raw = environ.get(env_var(name))
+            if raw is None or name in values:
+                continue
+            values[name] = [p.strip() for p in raw.split(",") if p.strip()] if field.annotation == list[str] else raw
+        return cls(**values)
 
     def corpus_path(self) -> Path:
         """Folder of seed documents (the bundled demo corpus by default)."""
