@@ -30,12 +30,14 @@ import torch  # noqa: E402
 from student_sweep import DEFAULT_TEACHERS, TEST_A, query_folds  # noqa: E402
 
 from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries  # noqa: E402
-from relabel.distill_cli import training_rows  # noqa: E402
 from relabel.metrics import agreement, ranking_agreement  # noqa: E402
 from relabel.models import minilm_dir  # noqa: E402
 from relabel.student import StudentConfig, load_student, pair_text, train_student  # noqa: E402
 from relabel.student.cross_encoder import set_inference_threads  # noqa: E402
-from relabel.teacher_votes import recorded_teacher  # noqa: E402
+from relabel.teacher_votes import (
+    recorded_teacher,  # noqa: E402
+    training_rows,  # noqa: E402
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -68,8 +68,7 @@ def load_rows(shared: Path) -> dict[str, list[dict[str, Any]]]:
     """Training rows (GPT-4o grades of every DL 2019-2021 pair, with the query's year) and the test-a pairs to
     label. No NIST grade is in either."""
     from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries
-    from relabel.distill_cli import training_rows
-    from relabel.teacher_votes import recorded_teacher
+    from relabel.teacher_votes import recorded_teacher, training_rows
 
     folder = shared / SCALE
     queries = read_queries(folder / "queries.tsv")

@@ -54,8 +54,7 @@ def query_folds(qids: list[str], folds: int) -> list[list[str]]:
 def benchmark_rows(benchmark: Path, teachers: list[str]) -> list[dict]:
     """Teacher-labeled training rows of every judged pair, each with its NIST grade as ``human``."""
     from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries
-    from relabel.distill_cli import training_rows
-    from relabel.teacher_votes import recorded_teacher
+    from relabel.teacher_votes import recorded_teacher, training_rows
 
     queries = read_queries(benchmark / "queries.tsv")
     human = read_label_file(benchmark / "qrels.txt")

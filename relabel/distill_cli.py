@@ -27,17 +27,6 @@ def read_pairs_file(path: Path) -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
-def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[dict]) -> list[dict]:
-    """Student training rows: teacher-labeled pairs whose query and document texts are known."""
-    return [
-        {"qid": r["qid"], "query_text": queries[r["qid"]], "doc_id": r["doc_id"], "title": docs[r["doc_id"]]["title"],
-         "doc_text": docs[r["doc_id"]]["text"], "grade": int(r["grade"]), "expected_grade": r["expected_grade"],
-         **{f"p{g}": r[f"p{g}"] for g in range(4)}}
-        for r in labels
-        if r["status"] == "ok" and r["qid"] in queries and r["doc_id"] in docs
-    ]
-
-
 def student_default(name: str) -> object:
     """A StudentConfig field's default: the one home of the recipe's defaults."""
     from relabel.student import StudentConfig
@@ -86,7 +75,7 @@ def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir
     """Train a student on teacher labels from files (the same code as the student_checkpoint asset)."""
     from relabel.models import minilm_dir
     from relabel.student import StudentConfig, model_card, read_meta, train_student
-    from relabel.teacher_votes import recorded_teacher
+    from relabel.teacher_votes import recorded_teacher, training_rows
 
     queries = read_queries(queries_path)
     labels = recorded_teacher(list(runs), set(queries))

@@ -138,3 +138,14 @@ def recorded_teacher(paths: Sequence[Path], qids: set[str] | None = None) -> lis
     if len(members) == 1:
         return members[0]
     return combine_votes(members, "ensemble:" + "+".join(Path(p).stem for p in paths))
+
+
+def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[dict]) -> list[dict]:
+    """Student training rows: teacher-labeled pairs whose query and document texts are known."""
+    return [
+        {"qid": r["qid"], "query_text": queries[r["qid"]], "doc_id": r["doc_id"], "title": docs[r["doc_id"]]["title"],
+         "doc_text": docs[r["doc_id"]]["text"], "grade": int(r["grade"]), "expected_grade": r["expected_grade"],
+         **{f"p{g}": r[f"p{g}"] for g in range(4)}}
+        for r in labels
+        if r["status"] == "ok" and r["qid"] in queries and r["doc_id"] in docs
+    ]
