@@ -17,6 +17,8 @@ import litellm  # noqa: E402
 from relabel import local_llm  # noqa: E402
 from relabel.cost import DEFAULT_HOURLY_RATE_USD  # noqa: E402
 
+ROUTER_COOLDOWN_S = 60.0  # how long a failing deployment of a pool gets no calls
+
 CACHE_DDL = """
 create table if not exists llm_cache (
     cache_key varchar primary key,
@@ -44,22 +46,61 @@ class LLMAnswer:
     latency_s: float
     from_cache: bool = False
     cost_usd: float = 0.0
+    api_base: str | None = None  # the deployment that answered, when the model is served from an api_base
 
 
 @dataclass
 class LLMClient:
-    """A litellm model string plus call settings; ``relabel-local/...`` runs the embedded GGUF."""
+    """A litellm model string plus call settings; ``relabel-local/...`` runs the embedded GGUF. ``api_base``
+    may list several comma-separated deployments of the same model (vLLM replicas, OpenAI-compatible servers):
+    a litellm Router then balances the calls over them, puts a failing deployment in cooldown so that the
+    runner's retry goes to another one, and caps each deployment at ``deployment_rpm`` requests per minute."""
 
     model: str
     api_base: str | None = None
     timeout_s: float = 300.0
     mock_response: str | None = None
     hourly_rate_usd: float = DEFAULT_HOURLY_RATE_USD
+    deployment_rpm: int | None = None
     calls_made: int = field(default=0, init=False)
+    _router: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.model.startswith(local_llm.PROVIDER + "/"):
             local_llm.register()
+
+    def api_bases(self) -> list[str]:
+        """The deployments ``api_base`` names (none, one, or a pool)."""
+        return [base.strip() for base in (self.api_base or "").split(",") if base.strip()]
+
+    def router_model_list(self) -> list[dict[str, Any]]:
+        """One litellm Router deployment per api_base, all serving ``model``."""
+        key = _api_key(self.model)
+        return [
+            {
+                "model_name": self.model,
+                "litellm_params": {
+                    "model": self.model,
+                    "api_base": base,
+                    **({"api_key": key} if key else {}),
+                    **({"rpm": self.deployment_rpm} if self.deployment_rpm else {}),
+                },
+            }
+            for base in self.api_bases()
+        ]
+
+    def router(self) -> Any:
+        """The litellm Router over the pool, built once. It does not retry by itself (retries belong to
+        llm_runner's CallPolicy): a deployment that fails once cools down, and the retry picks another."""
+        if self._router is None:
+            self._router = litellm.Router(
+                model_list=self.router_model_list(),
+                routing_strategy="simple-shuffle",
+                num_retries=0,
+                allowed_fails=0,
+                cooldown_time=ROUTER_COOLDOWN_S,
+            )
+        return self._router
 
     def complete(
         self,
@@ -78,16 +119,17 @@ class LLMClient:
             kwargs.update(logprobs=True, top_logprobs=10)
         if response_format is not None:
             kwargs["response_format"] = response_format
-        if self.api_base:
-            kwargs["api_base"] = self.api_base
-            key = os.environ.get("RELABEL_LLM_API_KEY")
-            if key or (self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY")):
-                # read at call time, never stored; keyless OpenAI-compatible servers (vLLM, llama.cpp) get a dummy
-                kwargs["api_key"] = key or "no-key"
+        bases = self.api_bases()
+        complete = self.router().completion if len(bases) > 1 else litellm.completion
+        if len(bases) == 1:
+            kwargs["api_base"] = bases[0]
+            key = _api_key(self.model)
+            if key:
+                kwargs["api_key"] = key
         if self.mock_response is not None:
             kwargs["mock_response"] = self.mock_response
         started = time.perf_counter()
-        response = litellm.completion(
+        response = complete(
             model=self.model,
             messages=messages,
             timeout=self.timeout_s,
@@ -110,6 +152,7 @@ class LLMClient:
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             latency_s=latency,
             cost_usd=self.cost(response, latency),
+            api_base=(getattr(response, "_hidden_params", None) or {}).get("api_base") or (bases[0] if bases else None),
         )
 
     def max_cost_usd(self, messages: list[dict[str, str]], max_tokens: int) -> float:
@@ -142,6 +185,15 @@ class LLMClient:
 def ensure_cache(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the ``llm_cache`` table if it is missing."""
     conn.execute(CACHE_DDL)
+
+
+def _api_key(model: str) -> str | None:
+    """The key sent with an api_base: ``RELABEL_LLM_API_KEY``, read at call time and never stored; keyless
+    OpenAI-compatible servers (vLLM, llama.cpp) get a dummy one; else None (litellm reads the provider's own)."""
+    key = os.environ.get("RELABEL_LLM_API_KEY")
+    if key or (model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY")):
+        return key or "no-key"
+    return None
 
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:

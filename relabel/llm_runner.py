@@ -37,8 +37,10 @@ create table if not exists llm_calls (
     cost_usd double,
     latency_s double,
     error varchar,
-    called_at timestamp default current_timestamp
-)
+    called_at timestamp default current_timestamp,
+    api_base varchar
+);
+alter table llm_calls add column if not exists api_base varchar;
 """
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -318,7 +320,8 @@ def _log_attempts(
         spent += cost
         conn.execute(
             "insert into llm_calls (labeler_id, model, prompt_id, prompt_version, item_id, cache_key, attempt, "
-            "status, tokens_in, tokens_out, cost_usd, latency_s, error) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, tokens_in, tokens_out, cost_usd, latency_s, error, api_base) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 labeler_id,
                 client.model,
@@ -333,6 +336,7 @@ def _log_attempts(
                 cost,
                 answer.latency_s if answer else attempt.get("latency_s"),
                 attempt.get("error"),
+                answer.api_base if answer else None,
             ],
         )
     return spent

@@ -24,7 +24,9 @@ class LLMGateway(dg.ConfigurableResource):
 
     model: str = DEFAULT_LLM_MODEL
     query_model: str | None = None
+    # one OpenAI-compatible server, or several comma-separated replicas of the model behind a litellm Router
     api_base: str | None = None
+    deployment_rpm: int | None = None
     timeout_s: float = 300.0
     use_logprobs: bool = True
     mock_response: str | None = None
@@ -52,6 +54,7 @@ class LLMGateway(dg.ConfigurableResource):
             model=model or DEFAULT_LLM_MODEL,
             query_model=query_model,
             api_base=os.environ.get("RELABEL_LLM_API_BASE") or None,
+            deployment_rpm=_number("RELABEL_LLM_DEPLOYMENT_RPM", int),
             max_concurrency=_number("RELABEL_LLM_MAX_CONCURRENCY", int) or 1,
             requests_per_minute=_number("RELABEL_LLM_RPM", int),
             tokens_per_minute=_number("RELABEL_LLM_TPM", int),
@@ -65,7 +68,12 @@ class LLMGateway(dg.ConfigurableResource):
         """A plain client (no Dagster) for the pure functions; ``role="queries"`` gives the query writer."""
         model = model or (self.query_model if role == "queries" and self.query_model else self.model)
         return LLMClient(
-            model, self.api_base, self.timeout_s, mock_response=self.mock_response, hourly_rate_usd=self.hourly_rate_usd
+            model,
+            self.api_base,
+            self.timeout_s,
+            mock_response=self.mock_response,
+            hourly_rate_usd=self.hourly_rate_usd,
+            deployment_rpm=self.deployment_rpm,
         )
 
     def teacher_models(self) -> list[str]:

