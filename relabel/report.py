@@ -212,6 +212,24 @@ def agreement_table(
     return build_report(human, labels, n_resamples=n_resamples, seed=seed, cross_check=False).table
 
 
+def headline_kappas(table: pd.DataFrame) -> dict[str, float]:
+    """Cohen's kappa of each role's labeler against the human judgments (``teacher_kappa``, ``student_kappa``,
+    ``cascade_kappa``, ...) and of the student against the teacher (``student_teacher_kappa``); where a role has
+    several labelers, the first by id. The figures the UI plots over materializations."""
+    if table.empty:
+        return {}
+    figures: dict[str, float] = {}
+    for row in table.sort_values(["labeler_id", "reference"]).to_dict("records"):
+        if row["reference"] == "human":
+            name = f"{row['role']}_kappa"
+        elif row["role"] == "student":
+            name = "student_teacher_kappa"
+        else:
+            continue
+        figures.setdefault(name, float(row["cohen_kappa"]))
+    return figures
+
+
 def _notes(report: AgreementReport) -> list[str]:
     settings = report.settings
     notes = [

@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from relabel.benchmarks import folder_runs, load_judgments
 from relabel.cost import cost_table
-from relabel.report import build_report, cost_markdown, to_markdown, write_report
+from relabel.report import build_report, cost_markdown, headline_kappas, to_markdown, write_report
 from relabel.warehouse import replace_table, table_exists
 from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
 from resources.settings import PipelineSettings
@@ -145,7 +145,8 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     each with a query-bootstrap 95% interval; confusion matrices, grade distributions, per-query table,
     cost and speed; the cost dial (the student-teacher cascade at the inbox's teacher share and routing, and its
     curve by teacher share). Written to ``<data>/reports`` as Markdown, HTML and JSON with PNG plots; the per-query
-    and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``."""
+    and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``. Headline metadata: Cohen's
+    kappa of the teacher, the student and the cascade against the human judgments (``teacher_kappa``, ...)."""
     from relabel.plots import report_plots  # matplotlib loads only when the report is built
 
     started = time.perf_counter()
@@ -179,5 +180,6 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
         report_path=dg.MetadataValue.path(str(paths["markdown"])),
         report_html=dg.MetadataValue.path(str(paths["html"])),
         report_json=dg.MetadataValue.path(str(paths["json"])),
+        **{name: dg.MetadataValue.float(round(value, 4)) for name, value in headline_kappas(report.table).items()},
     )
 
