@@ -37,7 +37,7 @@ from llm_cache group by model, prompt_id
 """
 
 
-@dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="evaluation")
+@dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="judgments")
 def human_benchmark(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Human relevance judgments (query, document, grade 0-3) with the texts: the reference judgments
     authored with the demo corpus, or any judgments folder (``RELABEL_JUDGMENTS``; TREC or BEIR layout,
@@ -102,8 +102,9 @@ def _cascade(
         if not (table_exists(conn, "student_labels") and table_exists(conn, "student_checkpoint")):
             return labels, cost, pd.DataFrame()
         student = conn.execute(STUDENT_PROBS_SQL).df()
-        thresholds = json.loads(conn.execute(
-            "select thresholds from student_checkpoint order by created_at desc limit 1").fetchall()[0][0])
+        thresholds = json.loads(
+            conn.execute("select thresholds from student_checkpoint order by created_at desc limit 1").fetchall()[0][0]
+        )
     benchmark = labels[(labels["status"] == "ok") & (labels["pair_source"] == "benchmark")]
     teachers = benchmark[benchmark["role"] == "teacher"]
     if student.empty or teachers.empty:
@@ -111,20 +112,42 @@ def _cascade(
     teacher_id = sorted(teachers["labeler_id"].unique())[0]
     teacher = teachers[teachers["labeler_id"] == teacher_id]
     share, policy = settings.teacher_sample_rate, settings.teacher_routing
-    rows = cascade_frame(student, teacher, share, policy, settings.teacher_uncertainty,
-                         settings.teacher_random_slice, settings.seed, thresholds)
-    curve = cascade_curve(human, student, teacher, variant=settings.teacher_uncertainty,
-                          random_share=settings.teacher_random_slice, thresholds=thresholds)
+    rows = cascade_frame(
+        student,
+        teacher,
+        share,
+        policy,
+        settings.teacher_uncertainty,
+        settings.teacher_random_slice,
+        settings.seed,
+        thresholds,
+    )
+    curve = cascade_curve(
+        human,
+        student,
+        teacher,
+        variant=settings.teacher_uncertainty,
+        random_share=settings.teacher_random_slice,
+        thresholds=thresholds,
+    )
     price = cost.set_index("labeler_id")["usd_per_1k_labels"] if len(cost) else pd.Series(dtype=float)
     student_ids = sorted(labels[labels["role"] == "student"]["labeler_id"].unique())
     student_id = str(student_ids[0]) if student_ids else ""
     teacher_share = float((rows["labeler_kind"] == "teacher").mean())
     usd = teacher_share * price.get(teacher_id, float("nan")) + price.get(student_id, 0.0)
-    cascade_cost = {"labeler_id": rows["labeler_id"].iloc[0], "role": "cascade",
-                    "model": f"{teacher_id} + {student_id}", "labels": len(rows), "usd_per_1k_labels": usd,
-                    "price_basis": f"teacher share {teacher_share:.1%} x teacher + student"}
-    return pd.concat([labels, rows.drop(columns=["labeler_kind", "routing_reason", "routing_score"])],
-                     ignore_index=True), pd.concat([cost, pd.DataFrame([cascade_cost])], ignore_index=True), curve
+    cascade_cost = {
+        "labeler_id": rows["labeler_id"].iloc[0],
+        "role": "cascade",
+        "model": f"{teacher_id} + {student_id}",
+        "labels": len(rows),
+        "usd_per_1k_labels": usd,
+        "price_basis": f"teacher share {teacher_share:.1%} x teacher + student",
+    }
+    return (
+        pd.concat([labels, rows.drop(columns=["labeler_kind", "routing_reason", "routing_score"])], ignore_index=True),
+        pd.concat([cost, pd.DataFrame([cascade_cost])], ignore_index=True),
+        curve,
+    )
 
 
 def _tokens(duckdb: DuckDBResource) -> pd.DataFrame | None:
@@ -182,4 +205,3 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
         report_json=dg.MetadataValue.path(str(paths["json"])),
         **{name: dg.MetadataValue.float(round(value, 4)) for name, value in headline_kappas(report.table).items()},
     )
-
