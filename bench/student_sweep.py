@@ -70,18 +70,23 @@ def benchmark_rows(benchmark: Path, teachers: list[str]) -> list[dict]:
     docs = read_docs_jsonl(benchmark / "docs.jsonl", set(human["doc_id"]))
     teacher = recorded_teacher([benchmark / "runs" / f"{name}.txt" for name in teachers], set(queries))
     rows = training_rows(queries, docs, teacher)
-    return [{**r, "human": human_grade[(r["qid"], r["doc_id"])]}
-            for r in rows if (r["qid"], r["doc_id"]) in human_grade]
+    return [
+        {**r, "human": human_grade[(r["qid"], r["doc_id"])]} for r in rows if (r["qid"], r["doc_id"]) in human_grade
+    ]
 
 
 def pooled_metrics(frame: pd.DataFrame, grade: str) -> dict[str, float]:
     """Agreement of one grade column with the teacher and with NIST over the pooled held-out pairs."""
     vs_human = agreement(frame["human"], frame[grade])
     ranking = ranking_agreement(frame.assign(score=frame["score"])[["qid", "human", "score"]])
-    return {"kappa_vs_teacher": agreement(frame["teacher_grade"], frame[grade])["cohen_kappa"],
-            "kappa": vs_human["cohen_kappa"], "qw_kappa": vs_human["quadratic_kappa"],
-            "binary_kappa": vs_human["binary_kappa"], "ndcg@10": ranking["ndcg@10"],
-            "pairwise": ranking["pairwise_accuracy"]}
+    return {
+        "kappa_vs_teacher": agreement(frame["teacher_grade"], frame[grade])["cohen_kappa"],
+        "kappa": vs_human["cohen_kappa"],
+        "qw_kappa": vs_human["quadratic_kappa"],
+        "binary_kappa": vs_human["binary_kappa"],
+        "ndcg@10": ranking["ndcg@10"],
+        "pairwise": ranking["pairwise_accuracy"],
+    }
 
 
 def run_config(rows: list[dict], overrides: dict, folds: list[list[str]], base_model: str) -> tuple[pd.DataFrame, list]:
@@ -100,10 +105,19 @@ def run_config(rows: list[dict], overrides: dict, folds: list[list[str]], base_m
         refit = fit_thresholds(train_scores, np.array([r["grade"] for r in train]))
         histories.append({"fold": number, "history": meta["history"], "train_seconds": meta["train_seconds"]})
         print(f"  fold {number}: {len(train)} training pairs, trained in {meta['train_seconds']:.0f} s", flush=True)
-        parts.append(pd.DataFrame({"qid": [r["qid"] for r in test], "doc_id": [r["doc_id"] for r in test],
-                                   "human": [r["human"] for r in test], "teacher_grade": [r["grade"] for r in test],
-                                   "score": scores, "validation": grades,
-                                   "training": apply_thresholds(scores, refit)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "qid": [r["qid"] for r in test],
+                    "doc_id": [r["doc_id"] for r in test],
+                    "human": [r["human"] for r in test],
+                    "teacher_grade": [r["grade"] for r in test],
+                    "score": scores,
+                    "validation": grades,
+                    "training": apply_thresholds(scores, refit),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True), histories
 
 
@@ -146,8 +160,9 @@ def main() -> None:
         args.out.write_text(json.dumps({"results": results, "details": details}, indent=2, default=str))
     teacher = pd.DataFrame(rows).assign(score=lambda f: f["expected_grade"], teacher_grade=lambda f: f["grade"])
     print("\nteacher vs NIST on the same pairs:", {k: round(v, 3) for k, v in pooled_metrics(teacher, "grade").items()})
-    print(pd.DataFrame(results).sort_values("kappa_vs_teacher", ascending=False).to_markdown(index=False,
-                                                                                              floatfmt=".3f"))
+    print(
+        pd.DataFrame(results).sort_values("kappa_vs_teacher", ascending=False).to_markdown(index=False, floatfmt=".3f")
+    )
 
 
 if __name__ == "__main__":

@@ -178,8 +178,10 @@ def run_calls(
     policy = policy or CallPolicy()
     ids = [request.item_id for request in requests]
     if len(set(ids)) != len(ids):
-        raise ValueError("every request needs its own item_id; duplicates: "
-                         + ", ".join(sorted({i for i in ids if ids.count(i) > 1})[:5]))
+        raise ValueError(
+            "every request needs its own item_id; duplicates: "
+            + ", ".join(sorted({i for i in ids if ids.count(i) > 1})[:5])
+        )
     ensure_cache(conn)
     conn.execute(CALLS_DDL)
     outcomes: dict[str, CallOutcome] = {}

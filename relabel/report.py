@@ -413,8 +413,12 @@ def report_html(report: AgreementReport, images: Mapping[str, bytes] | None = No
     if len(report.systems):
         body += ["<h2>System rankings</h2>", _html_table(_format_frame(report.systems))]
     if len(report.cascade):
-        body += ["<h2>Cost dial</h2>", f"<p>{html.escape(CASCADE_TEXT)}</p>", image("cascade_curve"),
-                 _html_table(_format_frame(report.cascade))]
+        body += [
+            "<h2>Cost dial</h2>",
+            f"<p>{html.escape(CASCADE_TEXT)}</p>",
+            image("cascade_curve"),
+            _html_table(_format_frame(report.cascade)),
+        ]
     body += ["<h2>Confusion matrices</h2>", image("confusion_matrices")]
     body += [
         "<h2>Grade distributions</h2>",

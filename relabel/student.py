@@ -160,8 +160,14 @@ def apply_thresholds(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndar
     return np.searchsorted(np.asarray(thresholds), scores, side="left").astype(int)
 
 
-def validation_kappa(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
-                     train_idx: Sequence[int], val_idx: Sequence[int]) -> tuple[float, np.ndarray]:
+def validation_kappa(
+    labeler: Labeler,
+    queries: Sequence[str],
+    docs: Sequence[str],
+    grades: np.ndarray,
+    train_idx: Sequence[int],
+    val_idx: Sequence[int],
+) -> tuple[float, np.ndarray]:
     """Cohen's kappa with the teacher on the validation queries, the student's thresholds fitted on its
     validation scores to the training grade shares (no validation grade used before the comparison)."""
     from sklearn.metrics import cohen_kappa_score
@@ -172,8 +178,14 @@ def validation_kappa(labeler: Labeler, queries: Sequence[str], docs: Sequence[st
     return (0.0 if np.isnan(kappa) else kappa), scores
 
 
-def final_thresholds(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
-                     val_idx: Sequence[int], history: Sequence[dict[str, Any]] = ()) -> list[float]:
+def final_thresholds(
+    labeler: Labeler,
+    queries: Sequence[str],
+    docs: Sequence[str],
+    grades: np.ndarray,
+    val_idx: Sequence[int],
+    history: Sequence[dict[str, Any]] = (),
+) -> list[float]:
     """Thresholds matching the teacher's grade shares. Fitted on the validation queries' scores when training
     changed the weights (queries the student never trained on behave like new queries; training queries'
     scores are inflated), on all rows when there is no validation split or the starting weights were kept
@@ -205,8 +217,9 @@ def encoder_inputs(
     return queries, docs, targets, grades, query_group_split(rows, config.val_fraction, config.seed)
 
 
-def training_batches(train_idx: Sequence[int], lengths: Sequence[int], qids: Sequence[str], config: StudentConfig,
-                     rng: random.Random) -> list[list[int]]:
+def training_batches(
+    train_idx: Sequence[int], lengths: Sequence[int], qids: Sequence[str], config: StudentConfig, rng: random.Random
+) -> list[list[int]]:
     """One epoch's batches of row indices under ``config.batching``: ``random`` chunks a shuffle; ``length``
     sorts each window of ``LENGTH_BUCKET_BATCHES`` batches of a shuffle by length before chunking it;
     ``query`` chunks each query's rows sorted by length. The batch order is shuffled in every mode."""
@@ -277,10 +290,13 @@ def parent_checkpoint(config: StudentConfig) -> dict[str, Any] | None:
     if config.recipe == "cross-encoder" and parent.get("objective") != config.objective:
         raise ValueError(f"--init-from {config.init_from} was trained with objective {parent.get('objective')!r}")
     weights = Path(config.init_from) / "model.safetensors"
-    return {"path": str(Path(config.init_from).resolve()),
-            "sha256": file_sha256(weights) if weights.is_file() else None,
-            "recipe": parent["recipe"], "base_model": parent.get("base_model"),
-            "parent": (parent.get("parent") or {}).get("sha256")}
+    return {
+        "path": str(Path(config.init_from).resolve()),
+        "sha256": file_sha256(weights) if weights.is_file() else None,
+        "recipe": parent["recipe"],
+        "base_model": parent.get("base_model"),
+        "parent": (parent.get("parent") or {}).get("sha256"),
+    }
 
 
 def torch_device() -> Any:
@@ -334,8 +350,11 @@ def fit_epochs(
             losses.append(float(loss.detach()))
         for module in modules:
             module.eval()
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                                  "epoch_seconds": time.perf_counter() - started}
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)),
+            "epoch_seconds": time.perf_counter() - started,
+        }
         history.append(record)
         if not val_idx:
             continue
@@ -445,23 +464,29 @@ def load_student(directory: Path) -> Labeler:
 def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:
     """README.md written next to the weights."""
     history = "\n".join(
-        f"- {h.get('epoch', h.get('step'))}: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if isinstance(v, float))
+        f"- {h.get('epoch', h.get('step'))}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if isinstance(v, float))
         for h in meta["history"]
     )
     if meta["recipe"] == "slm":
-        recipe = (f"causal LM SFT with trl (prompt -> grade digit, completion-only loss, "
-                  f"{'LoRA r=' + str(meta['lora_r']) if meta['lora_r'] else 'full fine-tuning'}, "
-                  f"{meta['max_steps']} steps); expected grade from the four digit-token probabilities")
+        recipe = (
+            f"causal LM SFT with trl (prompt -> grade digit, completion-only loss, "
+            f"{'LoRA r=' + str(meta['lora_r']) if meta['lora_r'] else 'full fine-tuning'}, "
+            f"{meta['max_steps']} steps); expected grade from the four digit-token probabilities"
+        )
     else:
         loss = "cross-entropy on the teacher grade distribution" if meta["objective"] == "soft" else "MSE"
         model = "bi-encoder with a cosine grade head" if meta["recipe"] == "bi-encoder" else "cross-encoder"
-        recipe = (f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
-                  f"with the teacher (patience {meta['patience']}; kept epoch {meta.get('best_epoch')}, "
-                  f"0 = the base weights)")
+        recipe = (
+            f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
+            f"with the teacher (patience {meta['patience']}; kept epoch {meta.get('best_epoch')}, "
+            f"0 = the base weights)"
+        )
     parent = meta.get("parent")
-    lineage = (f"- parent checkpoint (fine-tuned from): `{parent['path']}` (weights sha256 `{parent['sha256']}`)\n"
-               if parent else "")
+    lineage = (
+        f"- parent checkpoint (fine-tuned from): `{parent['path']}` (weights sha256 `{parent['sha256']}`)\n"
+        if parent
+        else ""
+    )
     return (
         f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n{lineage}"
         f"- teacher: `{teacher_id}`\n"

@@ -110,8 +110,9 @@ def combine_votes(members: Sequence[Sequence[dict[str, Any]]], labeler_id: str) 
         grade = min((g for g, c in counts.items() if c == top), key=lambda g: (abs(g - mean), g))
         probs = [[v[f"p{g}"] for g in range(4)] for v in ok if v["p0"] is not None]
         # members without probabilities (hard grades) vote with all their mass on their grade
-        mean_probs = (np.mean(probs, axis=0) if probs else np.bincount([int(v["grade"]) for v in ok], minlength=4)
-                      / len(ok)).tolist()
+        mean_probs = (
+            np.mean(probs, axis=0) if probs else np.bincount([int(v["grade"]) for v in ok], minlength=4) / len(ok)
+        ).tolist()
         combined.append(
             {
                 **base,

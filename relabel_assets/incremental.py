@@ -439,8 +439,18 @@ where p.batch_id = ? order by p.qid, p.doc_id
 """
 
 
-ROUTING_COLUMNS = ["qid", "doc_id", "content_hash", "policy", "variant", "to_teacher", "routing_reason",
-                   "routing_score", "student_grade", "student_expected_grade"]
+ROUTING_COLUMNS = [
+    "qid",
+    "doc_id",
+    "content_hash",
+    "policy",
+    "variant",
+    "to_teacher",
+    "routing_reason",
+    "routing_score",
+    "student_grade",
+    "student_expected_grade",
+]
 
 
 def _latest_checkpoint(conn: duckdb_lib.DuckDBPyConnection) -> pd.Series | None:
@@ -463,13 +473,23 @@ def _route(conn: duckdb_lib.DuckDBPyConnection, pairs: list[dict], settings: Pip
         raise RuntimeError("uncertainty routing needs a student checkpoint: run relabel_job once first")
     labeler = load_student(Path(ckpt["path"]))
     scores, grades, probabilities = labeler.predict_with_probabilities(
-        [p["query_text"] for p in pairs], [pair_text({"title": p["title"], "doc_text": p["text"]}) for p in pairs])
+        [p["query_text"] for p in pairs], [pair_text({"title": p["title"], "doc_text": p["text"]}) for p in pairs]
+    )
     routed = inc.route_teacher_pairs(
-        pairs, settings.teacher_sample_rate, settings.seed, "uncertainty", settings.teacher_uncertainty,
-        random_share=settings.teacher_random_slice, probabilities=probabilities, expected=scores,
-        thresholds=labeler.thresholds)
-    return [{**r, "student_grade": int(g), "student_expected_grade": float(s)}
-            for r, g, s in zip(routed, grades, scores, strict=True)]
+        pairs,
+        settings.teacher_sample_rate,
+        settings.seed,
+        "uncertainty",
+        settings.teacher_uncertainty,
+        random_share=settings.teacher_random_slice,
+        probabilities=probabilities,
+        expected=scores,
+        thresholds=labeler.thresholds,
+    )
+    return [
+        {**r, "student_grade": int(g), "student_expected_grade": float(s)}
+        for r, g, s in zip(routed, grades, scores, strict=True)
+    ]
 
 
 @_asset(deps=[inbox_candidate_pairs], kinds={"duckdb", "litellm"})
@@ -491,9 +511,13 @@ def inbox_teacher_labels(
         )
         graded = conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
         routed = _route(conn, pairs, settings)
-        _insert(conn, "inbox_routing", pd.DataFrame(
-            [{k: r.get(k) for k in ROUTING_COLUMNS} for r in routed]).assign(batch_id=batch_id,
-                                                                         routed_at=pd.Timestamp.now()))
+        _insert(
+            conn,
+            "inbox_routing",
+            pd.DataFrame([{k: r.get(k) for k in ROUTING_COLUMNS} for r in routed]).assign(
+                batch_id=batch_id, routed_at=pd.Timestamp.now()
+            ),
+        )
         sample = [r for r in routed if r["to_teacher"]]
         pending = inc.unlabeled_pairs(sample, graded)
         if settings.teacher_runs:
@@ -539,7 +563,8 @@ def inbox_teacher_labels(
             "sampled": dg.MetadataValue.int(len(sample)),
             "routing": dg.MetadataValue.text(settings.teacher_routing),
             "random_slice": dg.MetadataValue.int(
-                sum(r["routing_reason"] in ("random", "random_slice") for r in sample)),
+                sum(r["routing_reason"] in ("random", "random_slice") for r in sample)
+            ),
             "labels_added": dg.MetadataValue.int(added),
             "llm_calls": dg.MetadataValue.int(client.calls_made),
             "usd": dg.MetadataValue.float(round(client.spent_usd, 6)),

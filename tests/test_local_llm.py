@@ -29,8 +29,10 @@ def test_unknown_local_model_is_a_clear_error() -> None:
 def test_grading_reads_grade_token_probabilities_and_caches() -> None:
     conn = duckdb.connect()
     client = LLMClient(MODEL)
-    pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
-             for i, q in enumerate(("vpn setup", "parental leave"))]
+    pairs = [
+        {**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
+        for i, q in enumerate(("vpn setup", "parental leave"))
+    ]
     rows = label_pairs(conn, client, pairs, use_logprobs=True)
     assert client.calls_made == 2 and len(rows) == 2
     for row in rows:
@@ -63,8 +65,11 @@ def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     relabel = Path(sys.executable).with_name("relabel")
-    server = subprocess.Popen([str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while True:
@@ -75,10 +80,16 @@ def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
                 if time.time() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.5)
-        pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
-                 for i, q in enumerate(("vpn setup", "parental leave", "okta sign in"))]
-        served = label_pairs(duckdb.connect(), LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1"),
-                             pairs, use_logprobs=True)
+        pairs = [
+            {**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
+            for i, q in enumerate(("vpn setup", "parental leave", "okta sign in"))
+        ]
+        served = label_pairs(
+            duckdb.connect(),
+            LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1"),
+            pairs,
+            use_logprobs=True,
+        )
         local = label_pairs(duckdb.connect(), LLMClient(MODEL), pairs, use_logprobs=True)
     finally:
         server.terminate()

@@ -65,7 +65,8 @@ def test_validation_split_never_shares_a_query() -> None:
 @pytest.mark.unit
 def test_targets_use_teacher_probabilities_else_the_grade() -> None:
     assert target_distribution({"grade": 2, "p0": 0.1, "p1": 0.1, "p2": 0.6, "p3": 0.2}) == pytest.approx(
-        [0.1, 0.1, 0.6, 0.2])
+        [0.1, 0.1, 0.6, 0.2]
+    )
     assert target_distribution({"grade": 2, "p0": float("nan"), "p1": None, "p2": None, "p3": None}) == [0, 0, 1, 0]
 
 
@@ -88,13 +89,29 @@ def test_training_that_never_beats_the_start_is_undone() -> None:
     split = query_group_split(ROWS, 0.25, seed=13)
     config = StudentConfig(base_model="x", epochs=3, patience=3, batch_size=4)
     labeler = _WeightLabeler(weight, dict(zip(DOCS, grades.tolist(), strict=True)))
-    history, best = fit_epochs([torch.nn.ParameterList([weight])], torch.optim.SGD([weight], lr=0.1),
-                               lambda idx: (weight - 5.0) ** 2, labeler, (QUERIES, DOCS), grades, split, config)
+    history, best = fit_epochs(
+        [torch.nn.ParameterList([weight])],
+        torch.optim.SGD([weight], lr=0.1),
+        lambda idx: (weight - 5.0) ** 2,
+        labeler,
+        (QUERIES, DOCS),
+        grades,
+        split,
+        config,
+    )
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert best == history[0]["val_kappa_vs_teacher"] > max(h["val_kappa_vs_teacher"] for h in history[1:])
     assert best_epoch(history) == 0 and float(weight) == 1.0, "the starting weights were restored"
-    assert best_epoch([{"epoch": 0, "val_kappa_vs_teacher": 0.2}, {"epoch": 1, "val_kappa_vs_teacher": 0.3},
-                       {"epoch": 2, "val_kappa_vs_teacher": 0.3}]) == 1
+    assert (
+        best_epoch(
+            [
+                {"epoch": 0, "val_kappa_vs_teacher": 0.2},
+                {"epoch": 1, "val_kappa_vs_teacher": 0.3},
+                {"epoch": 2, "val_kappa_vs_teacher": 0.3},
+            ]
+        )
+        == 1
+    )
     assert best_epoch([{"epoch": 1, "train_loss": 0.5}]) is None
 
 
@@ -117,12 +134,20 @@ def test_unknown_recipe_or_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("recipe", "objective"),
-                         [("cross-encoder", "soft"), ("cross-encoder", "regression"), ("bi-encoder", "soft")])
+@pytest.mark.parametrize(
+    ("recipe", "objective"), [("cross-encoder", "soft"), ("cross-encoder", "regression"), ("bi-encoder", "soft")]
+)
 def test_encoder_training_changes_weights_and_round_trips(tmp_path: Path, recipe: str, objective: str) -> None:
     before = AutoModel.from_pretrained(str(minilm_dir())).encoder.layer[0].attention.self.query.weight.detach()
-    config = StudentConfig(base_model=str(minilm_dir()), recipe=recipe, objective=objective, epochs=2, batch_size=4,
-                           max_length=64, val_fraction=0.25)
+    config = StudentConfig(
+        base_model=str(minilm_dir()),
+        recipe=recipe,
+        objective=objective,
+        epochs=2,
+        batch_size=4,
+        max_length=64,
+        val_fraction=0.25,
+    )
     meta = train_student(ROWS, config, tmp_path / "ckpt")
     assert meta["history"][0]["epoch"] == 0 and "val_kappa_vs_teacher" in meta["history"][0]
     assert meta["history"][1]["train_loss"] > 0 and len(meta["thresholds"]) == 3 and meta["val_rows"] > 0
@@ -149,8 +174,16 @@ def test_slm_from_gguf_with_lora_trains_and_round_trips(tmp_path: Path) -> None:
     """The paper's recipe on the real SmolLM2-135M GGUF: dequantized, 2 LoRA steps, merged, reloaded."""
     base_dir = hf_causal_lm_dir("smollm2-135m")
     assert "quantization_config" not in json.loads((base_dir / "config.json").read_text())
-    config = StudentConfig(base_model="smollm2-135m", recipe="slm", max_steps=2, batch_size=4, lora_r=4,
-                           learning_rate=1e-3, max_length=160, val_fraction=0.25)
+    config = StudentConfig(
+        base_model="smollm2-135m",
+        recipe="slm",
+        max_steps=2,
+        batch_size=4,
+        lora_r=4,
+        learning_rate=1e-3,
+        max_length=160,
+        val_fraction=0.25,
+    )
     meta = train_student(ROWS, config, tmp_path / "slm")
     assert meta["recipe"] == "slm" and meta["history"][0]["train_loss"] > 0
     labeler = load_student(tmp_path / "slm")
@@ -166,17 +199,34 @@ def test_slm_from_gguf_with_lora_trains_and_round_trips(tmp_path: Path) -> None:
 def test_slm_full_fine_tuning_from_a_local_folder(tmp_path: Path) -> None:
     """Any local Hugging Face causal-LM folder works as the SLM base: here a tiny model built from a config."""
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
-    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                        max_position_embeddings=512))
+    tiny = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=512,
+        )
+    )
     tokenizer.eos_token = "[SEP]"
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}assistant: {% endif %}")
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
     tiny.save_pretrained(str(tmp_path / "base"))
     tokenizer.save_pretrained(str(tmp_path / "base"))
     before = tiny.model.layers[0].mlp.up_proj.weight.detach().clone()
-    config = StudentConfig(base_model=str(tmp_path / "base"), recipe="slm", max_steps=2, batch_size=4,
-                           learning_rate=1e-2, max_length=128, val_fraction=0)
+    config = StudentConfig(
+        base_model=str(tmp_path / "base"),
+        recipe="slm",
+        max_steps=2,
+        batch_size=4,
+        learning_rate=1e-2,
+        max_length=128,
+        val_fraction=0,
+    )
     train_student(ROWS, config, tmp_path / "slm")
     labeler = load_student(tmp_path / "slm")
     assert not torch.equal(before, labeler.model.model.layers[0].mlp.up_proj.weight)
