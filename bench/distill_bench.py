@@ -46,9 +46,13 @@ def labeler_metrics(frame: pd.DataFrame, grade: str, score: str) -> dict[str, fl
     """Agreement with the human grades of ``frame`` for one labeler's grade and score columns."""
     grades = agreement(frame["human"], frame[grade])
     ranking = ranking_agreement(frame.assign(score=frame[score])[["qid", "human", "score"]])
-    return {"kappa": grades["cohen_kappa"], "qw_kappa": grades["quadratic_kappa"],
-            "binary_kappa": grades["binary_kappa"], "ndcg@10": ranking["ndcg@10"],
-            "pairwise": ranking["pairwise_accuracy"]}
+    return {
+        "kappa": grades["cohen_kappa"],
+        "qw_kappa": grades["quadratic_kappa"],
+        "binary_kappa": grades["binary_kappa"],
+        "ndcg@10": ranking["ndcg@10"],
+        "pairwise": ranking["pairwise_accuracy"],
+    }
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
@@ -118,12 +122,20 @@ def main() -> None:
     teacher = recorded_teacher([args.benchmark / "runs" / f"{name}.txt" for name in args.teacher], set(queries))
     teacher_frame = pd.DataFrame(teacher)[["qid", "doc_id", "status", "grade", "expected_grade"]]
     teacher_frame = teacher_frame[teacher_frame["status"] == "ok"].rename(
-        columns={"grade": "teacher_grade", "expected_grade": "teacher_score"})
+        columns={"grade": "teacher_grade", "expected_grade": "teacher_score"}
+    )
     frame = human.merge(teacher_frame.drop(columns="status"), on=["qid", "doc_id"])
     base = "" if args.recipe == "slm" else str(minilm_dir())
-    config = StudentConfig(base_model=base, recipe=args.recipe, objective=args.objective, epochs=args.epochs,
-                           max_steps=args.max_steps, lora_r=args.lora_r, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate)
+    config = StudentConfig(
+        base_model=base,
+        recipe=args.recipe,
+        objective=args.objective,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        lora_r=args.lora_r,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+    )
     folds = query_folds(list(frame["qid"].unique()), args.folds)
     chosen = [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds)
     held_out, label_seconds, train_seconds, histories = [], 0.0, 0.0, []
@@ -137,58 +149,97 @@ def main() -> None:
             started = time.perf_counter()
             scores, grades = labeler.predict(
                 [queries[q] for q in part["qid"]],
-                [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in part["doc_id"]])
+                [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in part["doc_id"]],
+            )
             label_seconds += time.perf_counter() - started
             if args.recipe != "slm" and number == chosen[0]:
-                flops = encoder_flops_per_pair(Path(scratch), args.recipe, [queries[q] for q in part["qid"]],
-                                               [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]})
-                                                for d in part["doc_id"]], config.max_length)
+                flops = encoder_flops_per_pair(
+                    Path(scratch),
+                    args.recipe,
+                    [queries[q] for q in part["qid"]],
+                    [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in part["doc_id"]],
+                    config.max_length,
+                )
         train_seconds += meta["train_seconds"]
         histories.append({"fold": number, "history": meta["history"], "thresholds": meta["thresholds"]})
         held_out.append(part.assign(student_grade=grades, student_score=scores))
         fold_result = held_out[-1]
         student = labeler_metrics(fold_result, "student_grade", "student_score")
         teacher_fold = labeler_metrics(fold_result, "teacher_grade", "teacher_score")
-        print(f"fold {number}: {len(train_rows)} training pairs, {len(part)} held-out pairs, "
-              f"train {meta['train_seconds']:.0f} s, history {meta['history']}; held-out kappa student "
-              f"{student['kappa']:.3f} / teacher {teacher_fold['kappa']:.3f}, pairwise {student['pairwise']:.3f} / "
-              f"{teacher_fold['pairwise']:.3f}", flush=True)
+        print(
+            f"fold {number}: {len(train_rows)} training pairs, {len(part)} held-out pairs, "
+            f"train {meta['train_seconds']:.0f} s, history {meta['history']}; held-out kappa student "
+            f"{student['kappa']:.3f} / teacher {teacher_fold['kappa']:.3f}, pairwise {student['pairwise']:.3f} / "
+            f"{teacher_fold['pairwise']:.3f}",
+            flush=True,
+        )
     result = pd.concat(held_out, ignore_index=True)
-    table = pd.DataFrame([
-        {"labeler": f"student ({args.recipe}/{args.objective})", **labeler_metrics(result, "student_grade",
-                                                                                   "student_score")},
-        {"labeler": f"teacher ({'+'.join(args.teacher)})", **labeler_metrics(result, "teacher_grade",
-                                                                              "teacher_score")},
-    ])
+    table = pd.DataFrame(
+        [
+            {
+                "labeler": f"student ({args.recipe}/{args.objective})",
+                **labeler_metrics(result, "student_grade", "student_score"),
+            },
+            {
+                "labeler": f"teacher ({'+'.join(args.teacher)})",
+                **labeler_metrics(result, "teacher_grade", "teacher_score"),
+            },
+        ]
+    )
     vs_teacher = agreement(result["teacher_grade"], result["student_grade"])
     student_rate = len(result) / label_seconds
     teacher_rate = float("nan")
     if args.teacher_speed_pairs:
         sample = result.sample(n=min(args.teacher_speed_pairs + 1, len(result)), random_state=0)
-        pairs = [{"pair_source": "benchmark", "qid": r["qid"], "query_text": queries[r["qid"]], "doc_id": r["doc_id"],
-                  "title": docs[r["doc_id"]]["title"], "text": docs[r["doc_id"]]["text"]}
-                 for r in sample.to_dict("records")]
+        pairs = [
+            {
+                "pair_source": "benchmark",
+                "qid": r["qid"],
+                "query_text": queries[r["qid"]],
+                "doc_id": r["doc_id"],
+                "title": docs[r["doc_id"]]["title"],
+                "text": docs[r["doc_id"]]["text"],
+            }
+            for r in sample.to_dict("records")
+        ]
         teacher_rate = local_teacher_speed(pairs, args.local_teacher)
     peak = matmul_gflops()
-    print(f"\ntrec-dl-2023-test-a, {len(chosen)} of {args.folds} query folds, {len(result)} held-out pairs over "
-          f"{result['qid'].nunique()} queries\n")
+    print(
+        f"\ntrec-dl-2023-test-a, {len(chosen)} of {args.folds} query folds, {len(result)} held-out pairs over "
+        f"{result['qid'].nunique()} queries\n"
+    )
     print(table.to_markdown(index=False, floatfmt=".3f"))
-    print(f"\nstudent vs teacher: kappa {vs_teacher['cohen_kappa']:.3f}, "
-          f"qw kappa {vs_teacher['quadratic_kappa']:.3f}")
-    print(f"student: {student_rate:.1f} labels/s ({len(result)} pairs in {label_seconds:.1f} s), "
-          f"training {train_seconds:.0f} s in all")
+    print(f"\nstudent vs teacher: kappa {vs_teacher['cohen_kappa']:.3f}, qw kappa {vs_teacher['quadratic_kappa']:.3f}")
+    print(
+        f"student: {student_rate:.1f} labels/s ({len(result)} pairs in {label_seconds:.1f} s), "
+        f"training {train_seconds:.0f} s in all"
+    )
     if args.recipe != "slm":
-        print(f"fp32 compute bound: {peak:.0f} GFLOP/s / {flops / 1e9:.2f} GFLOP per pair = "
-              f"{peak * 1e9 / flops:.0f} pairs/s (student at {student_rate * flops / 1e9 / peak:.0%} of it)")
+        print(
+            f"fp32 compute bound: {peak:.0f} GFLOP/s / {flops / 1e9:.2f} GFLOP per pair = "
+            f"{peak * 1e9 / flops:.0f} pairs/s (student at {student_rate * flops / 1e9 / peak:.0%} of it)"
+        )
     if args.teacher_speed_pairs:
-        print(f"embedded local teacher ({args.local_teacher}): {teacher_rate:.2f} labels/s -> student is "
-              f"{student_rate / teacher_rate:.0f}x faster")
+        print(
+            f"embedded local teacher ({args.local_teacher}): {teacher_rate:.2f} labels/s -> student is "
+            f"{student_rate / teacher_rate:.0f}x faster"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(args.out.with_suffix(".pairs.csv"), index=False)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                    "table": table.to_dict("records"),
-                                    "student_vs_teacher": vs_teacher, "student_labels_per_s": student_rate,
-                                    "teacher_labels_per_s": teacher_rate, "folds": histories}, indent=2, default=str))
+    args.out.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "table": table.to_dict("records"),
+                "student_vs_teacher": vs_teacher,
+                "student_labels_per_s": student_rate,
+                "teacher_labels_per_s": teacher_rate,
+                "folds": histories,
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

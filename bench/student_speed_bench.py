@@ -49,8 +49,11 @@ def main() -> None:
             teacher = recorded_teacher([TEST_A / "runs" / f"{DEFAULT_TEACHERS[0]}.txt"], set(queries))
             rows = training_rows(queries, docs, teacher)[::16][:160]
             model_dir = Path(scratch)
-            train_student(rows, StudentConfig(base_model=str(minilm_dir()), recipe=args.recipe, epochs=1,
-                                              val_fraction=0), model_dir)
+            train_student(
+                rows,
+                StudentConfig(base_model=str(minilm_dir()), recipe=args.recipe, epochs=1, val_fraction=0),
+                model_dir,
+            )
         recipe = read_meta(model_dir)["recipe"]
         labeler = load_student(model_dir)
         labeler.predict(query_texts[:64], doc_texts[:64])  # warm-up
@@ -61,16 +64,28 @@ def main() -> None:
     peak = matmul_gflops()
     rate = len(query_texts) / seconds
     print(f"student ({recipe}): {len(query_texts)} trec-dl-2023-test-a pairs in {seconds:.1f} s = {rate:.1f} pairs/s")
-    print(f"fp32 compute bound: {peak:.0f} GFLOP/s measured / {flops / 1e9:.3f} GFLOP per pair = "
-          f"{peak * 1e9 / flops:.0f} pairs/s (the student runs at {rate * flops / 1e9 / peak:.0%} of it)")
+    print(
+        f"fp32 compute bound: {peak:.0f} GFLOP/s measured / {flops / 1e9:.3f} GFLOP per pair = "
+        f"{peak * 1e9 / flops:.0f} pairs/s (the student runs at {rate * flops / 1e9 / peak:.0%} of it)"
+    )
     if args.teacher_speed_pairs:
         sample = human.sample(n=args.teacher_speed_pairs + 1, random_state=0)
-        pairs = [{"pair_source": "benchmark", "qid": q, "query_text": queries[q], "doc_id": d,
-                  "title": docs[d]["title"], "text": docs[d]["text"]} for q, d in zip(sample["qid"], sample["doc_id"],
-                                                                                      strict=True)]
+        pairs = [
+            {
+                "pair_source": "benchmark",
+                "qid": q,
+                "query_text": queries[q],
+                "doc_id": d,
+                "title": docs[d]["title"],
+                "text": docs[d]["text"],
+            }
+            for q, d in zip(sample["qid"], sample["doc_id"], strict=True)
+        ]
         teacher_rate = local_teacher_speed(pairs, args.local_teacher)
-        print(f"embedded local teacher ({args.local_teacher}, logprobs): {teacher_rate:.2f} labels/s; "
-              f"the student is {rate / teacher_rate:.0f}x faster")
+        print(
+            f"embedded local teacher ({args.local_teacher}, logprobs): {teacher_rate:.2f} labels/s; "
+            f"the student is {rate / teacher_rate:.0f}x faster"
+        )
 
 
 if __name__ == "__main__":

@@ -32,22 +32,33 @@ DEV = REPO.parent / "shared" / "benchmarks" / "trec-dl-2023-dev"
 def stratified_sample(frame: pd.DataFrame, pairs: int, seed: int = 2023) -> pd.DataFrame:
     """The same ``pairs / 4`` pairs per grade on every run."""
     per_grade = pairs // 4
-    return (frame.groupby("grade", group_keys=False).sample(n=per_grade, random_state=seed)
-            .sort_values(["qid", "doc_id"]).reset_index(drop=True))
+    return (
+        frame.groupby("grade", group_keys=False)
+        .sample(n=per_grade, random_state=seed)
+        .sort_values(["qid", "doc_id"])
+        .reset_index(drop=True)
+    )
 
 
 def evaluate(rows: list[dict], human: pd.DataFrame) -> dict[str, float]:
     """Agreement of ok rows with the human grades; failures are counted, not graded."""
-    labels = pd.DataFrame(rows).merge(human[["qid", "doc_id", "grade"]].rename(columns={"grade": "human"}),
-                                      on=["qid", "doc_id"])
+    labels = pd.DataFrame(rows).merge(
+        human[["qid", "doc_id", "grade"]].rename(columns={"grade": "human"}), on=["qid", "doc_id"]
+    )
     ok = labels[labels["status"] == "ok"]
     grades = agreement(ok["human"].astype(int), ok["grade"].astype(int))
     ranking = ranking_agreement(ok.assign(score=ok["expected_grade"].astype(float))[["qid", "human", "score"]])
     latency = labels["latency_s"].dropna()
-    return {"ok": len(ok), "unparsed_or_failed": int(len(labels) - len(ok)), "kappa": grades["cohen_kappa"],
-            "qw_kappa": grades["quadratic_kappa"], "binary_kappa": grades["binary_kappa"], **ranking,
-            "labels_per_s": len(latency) / latency.sum() if latency.sum() else float("nan"),
-            "grade_shares": ok["grade"].astype(int).value_counts(normalize=True).sort_index().round(2).to_dict()}
+    return {
+        "ok": len(ok),
+        "unparsed_or_failed": int(len(labels) - len(ok)),
+        "kappa": grades["cohen_kappa"],
+        "qw_kappa": grades["quadratic_kappa"],
+        "binary_kappa": grades["binary_kappa"],
+        **ranking,
+        "labels_per_s": len(latency) / latency.sum() if latency.sum() else float("nan"),
+        "grade_shares": ok["grade"].astype(int).value_counts(normalize=True).sort_index().round(2).to_dict(),
+    }
 
 
 def main() -> None:

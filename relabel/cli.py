@@ -103,11 +103,20 @@ def report() -> None:
 
 @main.command()
 @click.option("--port", default=3000, show_default=True)
-def ui(port: int) -> None:
-    """Start the Dagster UI and daemon on 127.0.0.1 (lineage graph, checks, sensor)."""
+@click.option(
+    "--module",
+    default="relabel_assets.definitions",
+    show_default=True,
+    help="Python module of the code location (its `defs`)",
+)
+def ui(port: int, module: str) -> None:
+    """Start the Dagster UI and daemon on 127.0.0.1 (lineage graph, checks, sensors, launchpad). SIGTERM or
+    Ctrl-C stops it and every process it started within 10 s."""
+    from relabel.supervise import run_supervised
+
     _dagster_home()
     dagster = str(Path(sys.executable).with_name("dagster"))
-    os.execv(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "relabel_assets.definitions"])
+    sys.exit(run_supervised([dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", module]))
 
 
 @main.command("serve-llm")
@@ -210,3 +219,7 @@ def _register_file_commands() -> None:
 
 
 _register_file_commands()
+
+
+if __name__ == "__main__":
+    main()

@@ -35,43 +35,111 @@ def student_default(name: str) -> object:
 
 
 @click.command()
-@click.option("--queries", "queries_path", type=click.Path(exists=True, path_type=Path), required=True,
-              help="queries.tsv (qid TAB text)")
-@click.option("--docs", "docs_path", type=click.Path(exists=True, path_type=Path), required=True,
-              help="docs.jsonl ({'docid', 'text'[, 'title']})")
-@click.option("--teacher-labels", "runs", type=click.Path(exists=True, path_type=Path), multiple=True, required=True,
-              help="TREC qrels-format teacher labeling; repeat for an ensemble (majority grade, vote shares as "
-                   "soft targets)")
+@click.option(
+    "--queries",
+    "queries_path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="queries.tsv (qid TAB text)",
+)
+@click.option(
+    "--docs",
+    "docs_path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="docs.jsonl ({'docid', 'text'[, 'title']})",
+)
+@click.option(
+    "--teacher-labels",
+    "runs",
+    type=click.Path(exists=True, path_type=Path),
+    multiple=True,
+    required=True,
+    help="TREC qrels-format teacher labeling; repeat for an ensemble (majority grade, vote shares as soft targets)",
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--recipe", type=click.Choice(["cross-encoder", "bi-encoder", "slm"]), default=student_default("recipe"),
-              show_default=True)
-@click.option("--objective", type=click.Choice(["soft", "regression"]), default=student_default("objective"),
-              show_default=True, help="cross-encoder loss")
-@click.option("--epochs", default=student_default("epochs"), show_default=True,
-              help="encoder epochs (early stopping may end sooner; 0 = base weights, thresholds only)")
-@click.option("--batching", type=click.Choice(["random", "length", "query"]), default=student_default("batching"),
-              show_default=True, help="encoder batches: shuffled rows, similar lengths together, or one query each")
-@click.option("--rank-weight", default=student_default("rank_weight"), show_default=True,
-              help="weight of margin-MSE on same-query expected-grade gaps (encoders; use with --batching query)")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=student_default("precision"),
-              show_default=True, help="autocast: auto = bf16 on a GPU or a CPU with native bf16, else fp32")
-@click.option("--max-length", default=student_default("max_length"), show_default=True,
-              help="encoder tokens per text")
-@click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="start from this student checkpoint (same recipe) and fine-tune it on the new teacher labels; "
-                   "recorded as the parent in the model card")
+@click.option(
+    "--recipe",
+    type=click.Choice(["cross-encoder", "bi-encoder", "slm"]),
+    default=student_default("recipe"),
+    show_default=True,
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["soft", "regression"]),
+    default=student_default("objective"),
+    show_default=True,
+    help="cross-encoder loss",
+)
+@click.option(
+    "--epochs",
+    default=student_default("epochs"),
+    show_default=True,
+    help="encoder epochs (early stopping may end sooner; 0 = base weights, thresholds only)",
+)
+@click.option(
+    "--batching",
+    type=click.Choice(["random", "length", "query"]),
+    default=student_default("batching"),
+    show_default=True,
+    help="encoder batches: shuffled rows, similar lengths together, or one query each",
+)
+@click.option(
+    "--rank-weight",
+    default=student_default("rank_weight"),
+    show_default=True,
+    help="weight of margin-MSE on same-query expected-grade gaps (encoders; use with --batching query)",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default=student_default("precision"),
+    show_default=True,
+    help="autocast: auto = bf16 on a GPU or a CPU with native bf16, else fp32",
+)
+@click.option("--max-length", default=student_default("max_length"), show_default=True, help="encoder tokens per text")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="start from this student checkpoint (same recipe) and fine-tune it on the new teacher labels; "
+    "recorded as the parent in the model card",
+)
 @click.option("--max-steps", default=student_default("max_steps"), show_default=True, help="SLM optimizer steps")
-@click.option("--lora-r", default=student_default("lora_r"), show_default=True,
-              help="SLM LoRA rank (0 = full fine-tuning)")
-@click.option("--base-model", default="",
-              help="local Hugging Face folder, or for the SLM a .gguf path or alias (default: MiniLM-L6 for the "
-                   "encoders, smollm2-135m for the SLM)")
-@click.option("--learning-rate", default=student_default("learning_rate"), show_default=True,
-              help="peak learning rate (LoRA wants ~2e-4)")
+@click.option(
+    "--lora-r", default=student_default("lora_r"), show_default=True, help="SLM LoRA rank (0 = full fine-tuning)"
+)
+@click.option(
+    "--base-model",
+    default="",
+    help="local Hugging Face folder, or for the SLM a .gguf path or alias (default: MiniLM-L6 for the "
+    "encoders, smollm2-135m for the SLM)",
+)
+@click.option(
+    "--learning-rate",
+    default=student_default("learning_rate"),
+    show_default=True,
+    help="peak learning rate (LoRA wants ~2e-4)",
+)
 @click.option("--seed", default=student_default("seed"), show_default=True)
-def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir: Path, recipe: str, objective: str,
-            epochs: int, batching: str, rank_weight: float, precision: str, max_length: int, init_from: Path | None,
-            max_steps: int, lora_r: int, base_model: str, learning_rate: float, seed: int) -> None:
+def distill(
+    queries_path: Path,
+    docs_path: Path,
+    runs: tuple[Path, ...],
+    out_dir: Path,
+    recipe: str,
+    objective: str,
+    epochs: int,
+    batching: str,
+    rank_weight: float,
+    precision: str,
+    max_length: int,
+    init_from: Path | None,
+    max_steps: int,
+    lora_r: int,
+    base_model: str,
+    learning_rate: float,
+    seed: int,
+) -> None:
     """Train a student on teacher labels from files (the same code as the student_checkpoint asset)."""
     from relabel.models import minilm_dir
     from relabel.student import StudentConfig, model_card, read_meta, train_student
@@ -88,10 +156,21 @@ def distill(queries_path: Path, docs_path: Path, runs: tuple[Path, ...], out_dir
         base_model = str(read_meta(init_from).get("base_model") or "")
     default_base = "" if recipe == "slm" else str(minilm_dir())
     try:
-        config = StudentConfig(base_model=base_model or default_base, recipe=recipe, objective=objective,
-                               epochs=epochs, batching=batching, rank_weight=rank_weight, precision=precision,
-                               max_length=max_length, init_from=str(init_from or ""), max_steps=max_steps,
-                               lora_r=lora_r, learning_rate=learning_rate, seed=seed)
+        config = StudentConfig(
+            base_model=base_model or default_base,
+            recipe=recipe,
+            objective=objective,
+            epochs=epochs,
+            batching=batching,
+            rank_weight=rank_weight,
+            precision=precision,
+            max_length=max_length,
+            init_from=str(init_from or ""),
+            max_steps=max_steps,
+            lora_r=lora_r,
+            learning_rate=learning_rate,
+            seed=seed,
+        )
         meta = train_student(rows, config, out_dir)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
@@ -111,29 +190,76 @@ def _files_hash(paths: list[Path]) -> str:
 @click.option("--model", "model_dir", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--queries", "queries_path", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--docs", "docs_path", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--pairs", "pairs_path", type=click.Path(exists=True, path_type=Path), required=True,
-              help="pairs to label: 'qid 0 docid ...' (qrels/run-like) or 'qid docid' lines")
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
-              help="TREC qrels-format grades; grade probabilities go to <out>.probs.tsv")
-@click.option("--teacher-labels", "teacher_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="a recorded teacher labeling (qrels format): the cascade takes its grade on the routed pairs "
-                   "(routing per pair in <out>.routing.tsv)")
-@click.option("--route-share", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
-              help="share of the pairs routed to the teacher (with --teacher-labels)")
-@click.option("--route-usd", type=click.FloatRange(min=0.0),
-              help="USD cap on the teacher pairs, at --teacher-usd-per-1k (the tighter of the two caps wins)")
-@click.option("--teacher-usd-per-1k", type=click.FloatRange(min=0.0, min_open=True),
-              help="teacher price per 1,000 pairs (for --route-usd)")
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="pairs to label: 'qid 0 docid ...' (qrels/run-like) or 'qid docid' lines",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="TREC qrels-format grades; grade probabilities go to <out>.probs.tsv",
+)
+@click.option(
+    "--teacher-labels",
+    "teacher_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a recorded teacher labeling (qrels format): the cascade takes its grade on the routed pairs "
+    "(routing per pair in <out>.routing.tsv)",
+)
+@click.option(
+    "--route-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.2,
+    show_default=True,
+    help="share of the pairs routed to the teacher (with --teacher-labels)",
+)
+@click.option(
+    "--route-usd",
+    type=click.FloatRange(min=0.0),
+    help="USD cap on the teacher pairs, at --teacher-usd-per-1k (the tighter of the two caps wins)",
+)
+@click.option(
+    "--teacher-usd-per-1k",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="teacher price per 1,000 pairs (for --route-usd)",
+)
 @click.option("--routing", type=click.Choice(["uncertainty", "random"]), default="uncertainty", show_default=True)
-@click.option("--uncertainty", type=click.Choice(["entropy", "margin"]), default="entropy", show_default=True,
-              help="uncertainty: entropy of the student's grade distribution, or its expected grade's distance "
-                   "from the nearest threshold")
-@click.option("--random-slice", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
-              help="share of the teacher budget still routed at random (unbiased student-teacher agreement)")
+@click.option(
+    "--uncertainty",
+    type=click.Choice(["entropy", "margin"]),
+    default="entropy",
+    show_default=True,
+    help="uncertainty: entropy of the student's grade distribution, or its expected grade's distance "
+    "from the nearest threshold",
+)
+@click.option(
+    "--random-slice",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.1,
+    show_default=True,
+    help="share of the teacher budget still routed at random (unbiased student-teacher agreement)",
+)
 @click.option("--seed", default=0, show_default=True, help="seed of the random routing")
-def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path, out_path: Path,
-          teacher_path: Path | None, route_share: float, route_usd: float | None, teacher_usd_per_1k: float | None,
-          routing: str, uncertainty: str, random_slice: float, seed: int) -> None:
+def label(
+    model_dir: Path,
+    queries_path: Path,
+    docs_path: Path,
+    pairs_path: Path,
+    out_path: Path,
+    teacher_path: Path | None,
+    route_share: float,
+    route_usd: float | None,
+    teacher_usd_per_1k: float | None,
+    routing: str,
+    uncertainty: str,
+    random_slice: float,
+    seed: int,
+) -> None:
     """Label any list of pairs with a student checkpoint; with --teacher-labels, a cascade: the student labels
     every pair and the teacher's recorded grade replaces it on the routed share."""
     from relabel.student import load_student, pair_text
@@ -144,8 +270,9 @@ def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path
     docs = read_docs_jsonl(docs_path, {d for _, d in pairs})
     missing = [(q, d) for q, d in pairs if q not in queries or d not in docs]
     if missing:
-        click.echo(f"skipping {len(missing)} pairs whose query or document is not in the inputs, e.g. {missing[0]}",
-                   err=True)
+        click.echo(
+            f"skipping {len(missing)} pairs whose query or document is not in the inputs, e.g. {missing[0]}", err=True
+        )
     pairs = [(q, d) for q, d in pairs if q in queries and d in docs]
     set_inference_threads()
     labeler = load_student(model_dir)
@@ -165,8 +292,19 @@ def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path
     if teacher_path is not None:
         if route_usd is not None and teacher_usd_per_1k is None:
             raise click.BadParameter("--route-usd needs --teacher-usd-per-1k")
-        final = _cascade(rows, teacher_path, labeler.thresholds, out_path, route_share, route_usd,
-                         teacher_usd_per_1k, routing, uncertainty, random_slice, seed)
+        final = _cascade(
+            rows,
+            teacher_path,
+            labeler.thresholds,
+            out_path,
+            route_share,
+            route_usd,
+            teacher_usd_per_1k,
+            routing,
+            uncertainty,
+            random_slice,
+            seed,
+        )
     out_path.write_text("".join(f"{q} 0 {d} {g}\n" for ((q, d), _, _, _), g in zip(rows, final, strict=True)))
     with open(f"{out_path}.probs.tsv", "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
@@ -175,9 +313,19 @@ def label(model_dir: Path, queries_path: Path, docs_path: Path, pairs_path: Path
     click.echo(f"labeled {len(rows)} pairs in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} pairs/s)")
 
 
-def _cascade(rows: list, teacher_path: Path, thresholds: list[float], out_path: Path, share: float,
-             usd: float | None, usd_per_1k: float | None, policy: str, variant: str, random_share: float,
-             seed: int) -> list[int]:
+def _cascade(
+    rows: list,
+    teacher_path: Path,
+    thresholds: list[float],
+    out_path: Path,
+    share: float,
+    usd: float | None,
+    usd_per_1k: float | None,
+    policy: str,
+    variant: str,
+    random_share: float,
+    seed: int,
+) -> list[int]:
     """Route the student's labeled ``rows`` ((qid, docid), score, grade, probabilities) to the recorded teacher;
     write ``<out>.routing.tsv`` and return the final grades."""
     import numpy as np
@@ -191,24 +339,54 @@ def _cascade(rows: list, teacher_path: Path, thresholds: list[float], out_path: 
     grades = np.array([int(g) for _, _, g, _ in rows])
     per_pair = None if usd_per_1k is None else usd_per_1k / 1000
     budget = budget_pairs(len(rows), share=share, usd=usd, usd_per_pair=per_pair)
-    routed = route(len(rows), budget, policy, variant, random_share=random_share, seed=seed,
-                   probabilities=np.array([p for _, _, _, p in rows]).reshape(len(rows), 4), expected=scores,
-                   thresholds=thresholds, keys=keys)
+    routed = route(
+        len(rows),
+        budget,
+        policy,
+        variant,
+        random_share=random_share,
+        seed=seed,
+        probabilities=np.array([p for _, _, _, p in rows]).reshape(len(rows), 4),
+        expected=scores,
+        thresholds=thresholds,
+        keys=keys,
+    )
     teacher_grades = np.array([float(teacher.get(key, np.nan)) for key in keys])
     labels = combine(routed, grades, scores, teacher_grades)
     with open(f"{out_path}.routing.tsv", "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(["qid", "docid", "grade", "labeler_kind", "routing_reason", "routing_score", "student_grade",
-                         "teacher_grade"])
+        writer.writerow(
+            [
+                "qid",
+                "docid",
+                "grade",
+                "labeler_kind",
+                "routing_reason",
+                "routing_score",
+                "student_grade",
+                "teacher_grade",
+            ]
+        )
         writer.writerows(
             [q, d, g, kind, reason, "" if np.isnan(score) else f"{score:.5f}", sg, "" if np.isnan(tg) else int(tg)]
             for (q, d), g, kind, reason, score, sg, tg in zip(
-                keys, labels.grade, labels.labeler_kind, labels.routing_reason, labels.routing_score, grades,
-                teacher_grades, strict=True))
+                keys,
+                labels.grade,
+                labels.labeler_kind,
+                labels.routing_reason,
+                labels.routing_score,
+                grades,
+                teacher_grades,
+                strict=True,
+            )
+        )
     used = int((labels.labeler_kind == "teacher").sum())
     missing = int((labels.routing_reason == "teacher_missing").sum())
-    click.echo(f"cascade: {used} of {len(rows)} pairs ({used / max(len(rows), 1):.1%}) take the teacher's grade "
-               f"({policy}{f' by {variant}' if policy == 'uncertainty' else ''}, {routed.random_slice} of the "
-               f"{routed.budget} routed pairs at random"
-               + (f", {missing} routed pairs without a teacher grade kept the student's" if missing else "") + ")")
+    click.echo(
+        f"cascade: {used} of {len(rows)} pairs ({used / max(len(rows), 1):.1%}) take the teacher's grade "
+        f"({policy}{f' by {variant}' if policy == 'uncertainty' else ''}, {routed.random_slice} of the "
+        f"{routed.budget} routed pairs at random"
+        + (f", {missing} routed pairs without a teacher grade kept the student's" if missing else "")
+        + ")"
+    )
     return [int(g) for g in labels.grade]

@@ -430,13 +430,27 @@ def route_teacher_pairs(
     (``probabilities``: entropy; ``expected`` + ``thresholds``: margin), see ``relabel.routing``."""
     if policy not in ROUTING_POLICIES:
         raise ValueError(f"RELABEL_TEACHER_ROUTING must be one of {ROUTING_POLICIES}, got {policy!r}")
-    routing = route(len(pairs), sample_size(len(pairs), rate), policy, variant, random_share=random_share, seed=seed,
-                    probabilities=probabilities, expected=expected, thresholds=thresholds,
-                    keys=[pair_key(r) for r in pairs])
+    routing = route(
+        len(pairs),
+        sample_size(len(pairs), rate),
+        policy,
+        variant,
+        random_share=random_share,
+        seed=seed,
+        probabilities=probabilities,
+        expected=expected,
+        thresholds=thresholds,
+        keys=[pair_key(r) for r in pairs],
+    )
     return [
-        {**dict(row), "policy": routing.policy, "variant": routing.variant, "to_teacher": bool(routing.teacher[i]),
-         "routing_reason": str(routing.reason[i]),
-         "routing_score": None if np.isnan(routing.score[i]) else float(routing.score[i])}
+        {
+            **dict(row),
+            "policy": routing.policy,
+            "variant": routing.variant,
+            "to_teacher": bool(routing.teacher[i]),
+            "routing_reason": str(routing.reason[i]),
+            "routing_score": None if np.isnan(routing.score[i]) else float(routing.score[i]),
+        }
         for i, row in enumerate(pairs)
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,8 @@ class LLMClient:
     hourly_rate_usd: float = DEFAULT_HOURLY_RATE_USD
     deployment_rpm: int | None = None
     calls_made: int = field(default=0, init=False)
+    spent_usd: float = field(default=0.0, init=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _router: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +140,6 @@ class LLMClient:
             drop_params=True,
             **kwargs,
         )
-        self.calls_made += 1
         choice = response.choices[0]
         top = None
         content = getattr(getattr(choice, "logprobs", None), "content", None)
@@ -145,13 +147,17 @@ class LLMClient:
             top = {item.token: item.logprob for item in content[0].top_logprobs}
         usage = getattr(response, "usage", None)
         latency = time.perf_counter() - started
+        cost = self.cost(response, latency)
+        with self._count_lock:  # worker threads of llm_runner share one client
+            self.calls_made += 1
+            self.spent_usd += cost
         return LLMAnswer(
             text=choice.message.content or "",
             top_logprobs=top,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             latency_s=latency,
-            cost_usd=self.cost(response, latency),
+            cost_usd=cost,
             api_base=(getattr(response, "_hidden_params", None) or {}).get("api_base") or (bases[0] if bases else None),
         )
 

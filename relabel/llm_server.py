@@ -11,8 +11,17 @@ from starlette.routing import Route
 
 from relabel.local_llm import chat_completion
 
-_FORWARDED = ("messages", "max_tokens", "temperature", "top_p", "seed", "logprobs", "top_logprobs",
-              "response_format", "stop")
+_FORWARDED = (
+    "messages",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "stop",
+)
 
 
 def build_app(model: str) -> Starlette:
@@ -34,8 +43,12 @@ def build_app(model: str) -> Starlette:
     async def models(_: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "owned_by": "relabel"}]})
 
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
-                             Route("/v1/models", models, methods=["GET"])])
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
 
 
 def serve(model: str, port: int) -> None:

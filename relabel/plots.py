@@ -117,17 +117,27 @@ def report_plots(report: AgreementReport) -> dict[str, bytes]:
         "confusion_matrices": confusion_plot(report.confusion),
         "grade_distributions": distribution_plot(report.distributions),
         "per_query_kappa": per_query_kappa_plot(report.per_query),
-        **({"cascade_curve": cascade_curve_plot(report.cascade, title="Cost dial: cascade vs human judgments")}
-           if len(report.cascade) else {}),
+        **(
+            {"cascade_curve": cascade_curve_plot(report.cascade, title="Cost dial: cascade vs human judgments")}
+            if len(report.cascade)
+            else {}
+        ),
     }
 
 
-def cascade_curve_plot(curve: pd.DataFrame, metrics: tuple[str, ...] = ("kappa", "qw_kappa", "pairwise"),
-                       title: str = "Cost dial: student everywhere, teacher where routed") -> bytes:
+def cascade_curve_plot(
+    curve: pd.DataFrame,
+    metrics: tuple[str, ...] = ("kappa", "qw_kappa", "pairwise"),
+    title: str = "Cost dial: student everywhere, teacher where routed",
+) -> bytes:
     """One panel per metric against the teacher share (%): a line per routing policy (``policy``, ``share``,
     metric columns; an optional ``<metric>_std`` column is drawn as a band), the teacher-only level dashed."""
-    names = {"kappa": "Cohen's kappa", "qw_kappa": "quadratic kappa", "pairwise": "pairwise accuracy",
-             "ndcg@10": "nDCG@10"}
+    names = {
+        "kappa": "Cohen's kappa",
+        "qw_kappa": "quadratic kappa",
+        "pairwise": "pairwise accuracy",
+        "ndcg@10": "nDCG@10",
+    }
     figure = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(metrics)))
     for axis, metric in zip(axes, metrics, strict=True):
@@ -141,8 +151,7 @@ def cascade_curve_plot(curve: pd.DataFrame, metrics: tuple[str, ...] = ("kappa",
                 axis.fill_between(x, y - spread, y + spread, alpha=0.2)
         full = curve[curve["share"] >= 1.0]
         if len(full):
-            axis.axhline(float(full[metric].iloc[0]), color="grey", linestyle="--", linewidth=1,
-                         label="teacher only")
+            axis.axhline(float(full[metric].iloc[0]), color="grey", linestyle="--", linewidth=1, label="teacher only")
         axis.set_xlabel("teacher share (%)")
         axis.set_title(names.get(metric, metric), fontsize=10)
         axis.grid(alpha=0.3)

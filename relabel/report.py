@@ -212,6 +212,24 @@ def agreement_table(
     return build_report(human, labels, n_resamples=n_resamples, seed=seed, cross_check=False).table
 
 
+def headline_kappas(table: pd.DataFrame) -> dict[str, float]:
+    """Cohen's kappa of each role's labeler against the human judgments (``teacher_kappa``, ``student_kappa``,
+    ``cascade_kappa``, ...) and of the student against the teacher (``student_teacher_kappa``); where a role has
+    several labelers, the first by id. The figures the UI plots over materializations."""
+    if table.empty:
+        return {}
+    figures: dict[str, float] = {}
+    for row in table.sort_values(["labeler_id", "reference"]).to_dict("records"):
+        if row["reference"] == "human":
+            name = f"{row['role']}_kappa"
+        elif row["role"] == "student":
+            name = "student_teacher_kappa"
+        else:
+            continue
+        figures.setdefault(name, float(row["cohen_kappa"]))
+    return figures
+
+
 def _notes(report: AgreementReport) -> list[str]:
     settings = report.settings
     notes = [
@@ -395,8 +413,12 @@ def report_html(report: AgreementReport, images: Mapping[str, bytes] | None = No
     if len(report.systems):
         body += ["<h2>System rankings</h2>", _html_table(_format_frame(report.systems))]
     if len(report.cascade):
-        body += ["<h2>Cost dial</h2>", f"<p>{html.escape(CASCADE_TEXT)}</p>", image("cascade_curve"),
-                 _html_table(_format_frame(report.cascade))]
+        body += [
+            "<h2>Cost dial</h2>",
+            f"<p>{html.escape(CASCADE_TEXT)}</p>",
+            image("cascade_curve"),
+            _html_table(_format_frame(report.cascade)),
+        ]
     body += ["<h2>Confusion matrices</h2>", image("confusion_matrices")]
     body += [
         "<h2>Grade distributions</h2>",

@@ -40,8 +40,13 @@ REASON_STUDENT = "student"
 REASON_TEACHER_MISSING = "teacher_missing"
 
 
-def budget_pairs(n_pairs: int, share: float | None = None, usd: float | None = None,
-                 usd_per_pair: float | None = None, max_pairs: int | None = None) -> int:
+def budget_pairs(
+    n_pairs: int,
+    share: float | None = None,
+    usd: float | None = None,
+    usd_per_pair: float | None = None,
+    max_pairs: int | None = None,
+) -> int:
     """How many of ``n_pairs`` the teacher may grade: the tightest of ``ceil(share * n)``, ``floor(usd /
     usd_per_pair)`` and ``max_pairs``; all pairs when no cap is given."""
     caps = [n_pairs]
@@ -76,8 +81,9 @@ def threshold_distance(expected: np.ndarray, thresholds: Sequence[float]) -> np.
     return np.abs(np.asarray(expected, dtype=np.float64)[:, None] - cuts[None, :]).min(axis=1)
 
 
-def student_features(expected: np.ndarray, thresholds: Sequence[float],
-                     probabilities: np.ndarray | None = None) -> np.ndarray:
+def student_features(
+    expected: np.ndarray, thresholds: Sequence[float], probabilities: np.ndarray | None = None
+) -> np.ndarray:
     """What a disagreement model sees of each pair: expected grade, minus its threshold margin, and (when given)
     the entropy and p0..p3 of the grade distribution."""
     expected = np.asarray(expected, dtype=np.float64)
@@ -95,8 +101,9 @@ class DisagreementModel:
     pipeline: Any
     uses_probabilities: bool
 
-    def scores(self, expected: np.ndarray, thresholds: Sequence[float],
-               probabilities: np.ndarray | None = None) -> np.ndarray:
+    def scores(
+        self, expected: np.ndarray, thresholds: Sequence[float], probabilities: np.ndarray | None = None
+    ) -> np.ndarray:
         """Predicted disagreement probability per pair (higher = route first)."""
         features = student_features(expected, thresholds, probabilities if self.uses_probabilities else None)
         return self.pipeline.predict_proba(features)[:, 1]
@@ -116,9 +123,13 @@ def fit_disagreement(features: np.ndarray, disagreed: np.ndarray) -> Disagreemen
     return DisagreementModel(pipeline, uses_probabilities=features.shape[1] > 2)
 
 
-def uncertainty_scores(variant: str, probabilities: np.ndarray | None = None, expected: np.ndarray | None = None,
-                       thresholds: Sequence[float] | None = None,
-                       model: DisagreementModel | None = None) -> np.ndarray:
+def uncertainty_scores(
+    variant: str,
+    probabilities: np.ndarray | None = None,
+    expected: np.ndarray | None = None,
+    thresholds: Sequence[float] | None = None,
+    model: DisagreementModel | None = None,
+) -> np.ndarray:
     """Per-pair uncertainty, higher = less sure: entropy of p0..p3, minus the threshold margin, or the predicted
     disagreement with the teacher (``model``)."""
     if variant == "disagreement":
@@ -175,10 +186,19 @@ class Routing:
         return np.isin(self.reason, (REASON_RANDOM, REASON_RANDOM_SLICE))
 
 
-def route(n_pairs: int, budget: int, policy: str = "uncertainty", variant: str = "entropy",
-          random_share: float = 0.1, seed: int = 0, probabilities: np.ndarray | None = None,
-          expected: np.ndarray | None = None, thresholds: Sequence[float] | None = None,
-          keys: Sequence[Sequence[str]] | None = None, model: DisagreementModel | None = None) -> Routing:
+def route(
+    n_pairs: int,
+    budget: int,
+    policy: str = "uncertainty",
+    variant: str = "entropy",
+    random_share: float = 0.1,
+    seed: int = 0,
+    probabilities: np.ndarray | None = None,
+    expected: np.ndarray | None = None,
+    thresholds: Sequence[float] | None = None,
+    keys: Sequence[Sequence[str]] | None = None,
+    model: DisagreementModel | None = None,
+) -> Routing:
     """Pick ``budget`` of ``n_pairs`` for the teacher.
 
     ``random``: the first ``budget`` pairs of a seeded random order. ``uncertainty``: ``ceil(random_share *
@@ -224,8 +244,13 @@ class CascadeLabels:
     routing_score: np.ndarray
 
 
-def combine(routing: Routing, student_grade: np.ndarray, student_score: np.ndarray,
-            teacher_grade: np.ndarray, teacher_score: np.ndarray | None = None) -> CascadeLabels:
+def combine(
+    routing: Routing,
+    student_grade: np.ndarray,
+    student_score: np.ndarray,
+    teacher_grade: np.ndarray,
+    teacher_score: np.ndarray | None = None,
+) -> CascadeLabels:
     """The teacher's label where the routing asked it and it answered (``teacher_grade`` not NaN), else the
     student's (reason ``teacher_missing`` when the teacher was asked but has no grade)."""
     student_grade = np.asarray(student_grade, dtype=np.float64)
@@ -247,10 +272,18 @@ CURVE_SHARES = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50, 1.0)
 KEYS = ["pair_source", "qid", "doc_id"]
 
 
-def cascade_frame(student: pd.DataFrame, teacher: pd.DataFrame, share: float, policy: str = "uncertainty",
-                  variant: str = "entropy", random_share: float = 0.1, seed: int = 0,
-                  thresholds: Sequence[float] | None = None, labeler_id: str | None = None,
-                  model: DisagreementModel | None = None) -> pd.DataFrame:
+def cascade_frame(
+    student: pd.DataFrame,
+    teacher: pd.DataFrame,
+    share: float,
+    policy: str = "uncertainty",
+    variant: str = "entropy",
+    random_share: float = 0.1,
+    seed: int = 0,
+    thresholds: Sequence[float] | None = None,
+    labeler_id: str | None = None,
+    model: DisagreementModel | None = None,
+) -> pd.DataFrame:
     """The cascade as a labeler over the pairs both labeled. ``student``: pair_source, qid, doc_id, grade,
     expected_grade, p0..p3; ``teacher``: pair_source, qid, doc_id, grade, expected_grade. Returns one label row
     per pair (labeler_id, role ``cascade``, status, grade, expected_grade, labeler_kind, routing_reason,
@@ -260,21 +293,50 @@ def cascade_frame(student: pd.DataFrame, teacher: pd.DataFrame, share: float, po
     probabilities = pairs[["p0", "p1", "p2", "p3"]].to_numpy(dtype=float) if {"p0", "p3"} <= set(pairs) else None
     if probabilities is not None and np.isnan(probabilities).any():
         probabilities = None
-    routing = route(len(pairs), budget_pairs(len(pairs), share=share), policy, variant, random_share=random_share,
-                    seed=seed, probabilities=probabilities, expected=pairs["expected_grade"].to_numpy(dtype=float),
-                    thresholds=thresholds, keys=pairs[KEYS].astype(str).to_numpy().tolist(), model=model)
+    routing = route(
+        len(pairs),
+        budget_pairs(len(pairs), share=share),
+        policy,
+        variant,
+        random_share=random_share,
+        seed=seed,
+        probabilities=probabilities,
+        expected=pairs["expected_grade"].to_numpy(dtype=float),
+        thresholds=thresholds,
+        keys=pairs[KEYS].astype(str).to_numpy().tolist(),
+        model=model,
+    )
     teacher_score = pairs["expected_grade_teacher"].fillna(pairs["grade_teacher"]).to_numpy(dtype=float)
-    labels = combine(routing, pairs["grade"].to_numpy(), pairs["expected_grade"].to_numpy(dtype=float),
-                     pairs["grade_teacher"].to_numpy(dtype=float), teacher_score)
+    labels = combine(
+        routing,
+        pairs["grade"].to_numpy(),
+        pairs["expected_grade"].to_numpy(dtype=float),
+        pairs["grade_teacher"].to_numpy(dtype=float),
+        teacher_score,
+    )
     name = labeler_id or f"cascade:{policy}{f'-{variant}' if policy == 'uncertainty' else ''}@{share:.0%}"
-    return pairs[KEYS].assign(labeler_id=name, role="cascade", status="ok", grade=labels.grade,
-                              expected_grade=labels.score, labeler_kind=labels.labeler_kind,
-                              routing_reason=labels.routing_reason, routing_score=labels.routing_score)
+    return pairs[KEYS].assign(
+        labeler_id=name,
+        role="cascade",
+        status="ok",
+        grade=labels.grade,
+        expected_grade=labels.score,
+        labeler_kind=labels.labeler_kind,
+        routing_reason=labels.routing_reason,
+        routing_score=labels.routing_score,
+    )
 
 
-def cascade_curve(human: pd.DataFrame, student: pd.DataFrame, teacher: pd.DataFrame,
-                  shares: Sequence[float] = CURVE_SHARES, variant: str = "entropy", seeds: int = 5,
-                  random_share: float = 0.1, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
+def cascade_curve(
+    human: pd.DataFrame,
+    student: pd.DataFrame,
+    teacher: pd.DataFrame,
+    shares: Sequence[float] = CURVE_SHARES,
+    variant: str = "entropy",
+    seeds: int = 5,
+    random_share: float = 0.1,
+    thresholds: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """Agreement with ``human`` (qid, doc_id, grade) of the cascade at each teacher share, for uncertainty
     routing (``variant``) and random routing (mean of ``seeds`` seeds, ``<metric>_std`` their spread): policy,
     share, teacher_pairs, random_slice, kappa, qw_kappa, pairwise."""
@@ -282,8 +344,10 @@ def cascade_curve(human: pd.DataFrame, student: pd.DataFrame, teacher: pd.DataFr
 
     reference = human[["qid", "doc_id", "grade"]].rename(columns={"grade": "human"})
     rows = []
-    for policy, name, runs in (("uncertainty", f"uncertainty ({variant})", 1), ("random", f"random ({seeds} seeds)",
-                                                                                  seeds)):
+    for policy, name, runs in (
+        ("uncertainty", f"uncertainty ({variant})", 1),
+        ("random", f"random ({seeds} seeds)", seeds),
+    ):
         for share in shares:
             scored = []
             for seed in range(runs):
@@ -293,12 +357,23 @@ def cascade_curve(human: pd.DataFrame, student: pd.DataFrame, teacher: pd.DataFr
                     return pd.DataFrame()
                 grades = agreement(frame["human"], frame["grade"])
                 ranking = ranking_agreement(frame.assign(score=frame["expected_grade"])[["qid", "human", "score"]])
-                scored.append({"kappa": grades["cohen_kappa"], "qw_kappa": grades["quadratic_kappa"],
-                               "pairwise": ranking["pairwise_accuracy"],
-                               "teacher_pairs": int((frame["labeler_kind"] == "teacher").sum()),
-                               "random_slice": int(frame["routing_reason"].isin(
-                                   [REASON_RANDOM, REASON_RANDOM_SLICE]).sum())})
+                scored.append(
+                    {
+                        "kappa": grades["cohen_kappa"],
+                        "qw_kappa": grades["quadratic_kappa"],
+                        "pairwise": ranking["pairwise_accuracy"],
+                        "teacher_pairs": int((frame["labeler_kind"] == "teacher").sum()),
+                        "random_slice": int(frame["routing_reason"].isin([REASON_RANDOM, REASON_RANDOM_SLICE]).sum()),
+                    }
+                )
             table = pd.DataFrame(scored)
-            rows.append({"policy": name, "share": share, "pairs": len(frame), **table.mean().to_dict(),
-                         **{f"{m}_std": float(table[m].std(ddof=0)) for m in ("kappa", "qw_kappa", "pairwise")}})
+            rows.append(
+                {
+                    "policy": name,
+                    "share": share,
+                    "pairs": len(frame),
+                    **table.mean().to_dict(),
+                    **{f"{m}_std": float(table[m].std(ddof=0)) for m in ("kappa", "qw_kappa", "pairwise")},
+                }
+            )
     return pd.DataFrame(rows)

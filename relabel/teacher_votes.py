@@ -110,8 +110,9 @@ def combine_votes(members: Sequence[Sequence[dict[str, Any]]], labeler_id: str) 
         grade = min((g for g, c in counts.items() if c == top), key=lambda g: (abs(g - mean), g))
         probs = [[v[f"p{g}"] for g in range(4)] for v in ok if v["p0"] is not None]
         # members without probabilities (hard grades) vote with all their mass on their grade
-        mean_probs = (np.mean(probs, axis=0) if probs else np.bincount([int(v["grade"]) for v in ok], minlength=4)
-                      / len(ok)).tolist()
+        mean_probs = (
+            np.mean(probs, axis=0) if probs else np.bincount([int(v["grade"]) for v in ok], minlength=4) / len(ok)
+        ).tolist()
         combined.append(
             {
                 **base,
@@ -143,9 +144,16 @@ def recorded_teacher(paths: Sequence[Path], qids: set[str] | None = None) -> lis
 def training_rows(queries: dict[str, str], docs: dict[str, dict], labels: list[dict]) -> list[dict]:
     """Student training rows: teacher-labeled pairs whose query and document texts are known."""
     return [
-        {"qid": r["qid"], "query_text": queries[r["qid"]], "doc_id": r["doc_id"], "title": docs[r["doc_id"]]["title"],
-         "doc_text": docs[r["doc_id"]]["text"], "grade": int(r["grade"]), "expected_grade": r["expected_grade"],
-         **{f"p{g}": r[f"p{g}"] for g in range(4)}}
+        {
+            "qid": r["qid"],
+            "query_text": queries[r["qid"]],
+            "doc_id": r["doc_id"],
+            "title": docs[r["doc_id"]]["title"],
+            "doc_text": docs[r["doc_id"]]["text"],
+            "grade": int(r["grade"]),
+            "expected_grade": r["expected_grade"],
+            **{f"p{g}": r[f"p{g}"] for g in range(4)},
+        }
         for r in labels
         if r["status"] == "ok" and r["qid"] in queries and r["doc_id"] in docs
     ]

@@ -25,3 +25,15 @@ def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         conn.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchall()[0][0]
     )
+
+
+def table_columns(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
+    """(column name, DuckDB type) of a table, in table order."""
+    return [
+        (str(column), str(data_type))
+        for column, data_type in conn.execute(
+            "select column_name, data_type from information_schema.columns where table_name = ? "
+            "order by ordinal_position",
+            [name],
+        ).fetchall()
+    ]

@@ -7,9 +7,18 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.warehouse import replace_table
+from relabel.warehouse import replace_table, table_columns
 
 WRITER_POOL = "duckdb_writer"
+
+
+def column_schema(duckdb: DuckDBResource, table: str) -> dg.TableSchemaMetadataValue:
+    """The table's columns with their DuckDB types, as ``dagster/column_schema`` (the asset page's columns)."""
+    with duckdb.get_connection() as conn:
+        columns = table_columns(conn, table)
+    return dg.MetadataValue.table_schema(
+        dg.TableSchema(columns=[dg.TableColumn(name=name, type=data_type) for name, data_type in columns])
+    )
 
 
 def table_metadata(frame: pd.DataFrame, started: float, **extra: Any) -> dict[str, Any]:
@@ -29,10 +38,12 @@ def table_metadata(frame: pd.DataFrame, started: float, **extra: Any) -> dict[st
 def write_asset_table(
     duckdb: DuckDBResource, name: str, frame: pd.DataFrame, started: float, **extra: Any
 ) -> dg.MaterializeResult:
-    """Replace the table named after the asset and report its metadata."""
+    """Replace the table named after the asset and report its metadata (column schema included)."""
     with duckdb.get_connection() as conn:
         replace_table(conn, name, frame)
-    return dg.MaterializeResult(metadata=table_metadata(frame, started, **extra))
+    return dg.MaterializeResult(
+        metadata=table_metadata(frame, started, **{"dagster/column_schema": column_schema(duckdb, name), **extra})
+    )
 
 
 def read_sql(duckdb: DuckDBResource, sql: str, params: list[Any] | None = None) -> pd.DataFrame:

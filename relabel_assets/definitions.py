@@ -65,13 +65,19 @@ def default_resources() -> dict[str, object]:
     }
 
 
-def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
-    """Definitions with the given resources (tests pass their own)."""
+def build_definitions(
+    resources: dict[str, object] | None = None,
+    sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.Definitions:
+    """Definitions with the given resources (tests pass their own); the sensors start in ``sensor_status``."""
     return dg.Definitions(
         assets=[*ALL_ASSETS, *INCREMENTAL_ASSETS],
         asset_checks=[*table_checks(), *incremental_checks()],
         jobs=[relabel_job, incremental_relabel_job, student_retrain_job],
-        sensors=[build_inbox_sensor(incremental_relabel_job.name), build_retrain_sensor(student_retrain_job.name)],
+        sensors=[
+            build_inbox_sensor(incremental_relabel_job.name, default_status=sensor_status),
+            build_retrain_sensor(student_retrain_job.name, default_status=sensor_status),
+        ],
         resources=resources or default_resources(),
     )
 

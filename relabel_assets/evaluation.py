@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from relabel.benchmarks import folder_runs, load_judgments
 from relabel.cost import cost_table
-from relabel.report import build_report, cost_markdown, to_markdown, write_report
+from relabel.report import build_report, cost_markdown, headline_kappas, to_markdown, write_report
 from relabel.warehouse import replace_table, table_exists
 from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
 from resources.settings import PipelineSettings
@@ -37,7 +37,7 @@ from llm_cache group by model, prompt_id
 """
 
 
-@dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="evaluation")
+@dg.asset(kinds={"duckdb", "python"}, pool=WRITER_POOL, group_name="judgments")
 def human_benchmark(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Human relevance judgments (query, document, grade 0-3) with the texts: the reference judgments
     authored with the demo corpus, or any judgments folder (``RELABEL_JUDGMENTS``; TREC or BEIR layout,
@@ -102,8 +102,9 @@ def _cascade(
         if not (table_exists(conn, "student_labels") and table_exists(conn, "student_checkpoint")):
             return labels, cost, pd.DataFrame()
         student = conn.execute(STUDENT_PROBS_SQL).df()
-        thresholds = json.loads(conn.execute(
-            "select thresholds from student_checkpoint order by created_at desc limit 1").fetchall()[0][0])
+        thresholds = json.loads(
+            conn.execute("select thresholds from student_checkpoint order by created_at desc limit 1").fetchall()[0][0]
+        )
     benchmark = labels[(labels["status"] == "ok") & (labels["pair_source"] == "benchmark")]
     teachers = benchmark[benchmark["role"] == "teacher"]
     if student.empty or teachers.empty:
@@ -111,20 +112,42 @@ def _cascade(
     teacher_id = sorted(teachers["labeler_id"].unique())[0]
     teacher = teachers[teachers["labeler_id"] == teacher_id]
     share, policy = settings.teacher_sample_rate, settings.teacher_routing
-    rows = cascade_frame(student, teacher, share, policy, settings.teacher_uncertainty,
-                         settings.teacher_random_slice, settings.seed, thresholds)
-    curve = cascade_curve(human, student, teacher, variant=settings.teacher_uncertainty,
-                          random_share=settings.teacher_random_slice, thresholds=thresholds)
+    rows = cascade_frame(
+        student,
+        teacher,
+        share,
+        policy,
+        settings.teacher_uncertainty,
+        settings.teacher_random_slice,
+        settings.seed,
+        thresholds,
+    )
+    curve = cascade_curve(
+        human,
+        student,
+        teacher,
+        variant=settings.teacher_uncertainty,
+        random_share=settings.teacher_random_slice,
+        thresholds=thresholds,
+    )
     price = cost.set_index("labeler_id")["usd_per_1k_labels"] if len(cost) else pd.Series(dtype=float)
     student_ids = sorted(labels[labels["role"] == "student"]["labeler_id"].unique())
     student_id = str(student_ids[0]) if student_ids else ""
     teacher_share = float((rows["labeler_kind"] == "teacher").mean())
     usd = teacher_share * price.get(teacher_id, float("nan")) + price.get(student_id, 0.0)
-    cascade_cost = {"labeler_id": rows["labeler_id"].iloc[0], "role": "cascade",
-                    "model": f"{teacher_id} + {student_id}", "labels": len(rows), "usd_per_1k_labels": usd,
-                    "price_basis": f"teacher share {teacher_share:.1%} x teacher + student"}
-    return pd.concat([labels, rows.drop(columns=["labeler_kind", "routing_reason", "routing_score"])],
-                     ignore_index=True), pd.concat([cost, pd.DataFrame([cascade_cost])], ignore_index=True), curve
+    cascade_cost = {
+        "labeler_id": rows["labeler_id"].iloc[0],
+        "role": "cascade",
+        "model": f"{teacher_id} + {student_id}",
+        "labels": len(rows),
+        "usd_per_1k_labels": usd,
+        "price_basis": f"teacher share {teacher_share:.1%} x teacher + student",
+    }
+    return (
+        pd.concat([labels, rows.drop(columns=["labeler_kind", "routing_reason", "routing_score"])], ignore_index=True),
+        pd.concat([cost, pd.DataFrame([cascade_cost])], ignore_index=True),
+        curve,
+    )
 
 
 def _tokens(duckdb: DuckDBResource) -> pd.DataFrame | None:
@@ -145,7 +168,8 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     each with a query-bootstrap 95% interval; confusion matrices, grade distributions, per-query table,
     cost and speed; the cost dial (the student-teacher cascade at the inbox's teacher share and routing, and its
     curve by teacher share). Written to ``<data>/reports`` as Markdown, HTML and JSON with PNG plots; the per-query
-    and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``."""
+    and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``. Headline metadata: Cohen's
+    kappa of the teacher, the student and the cascade against the human judgments (``teacher_kappa``, ...)."""
     from relabel.plots import report_plots  # matplotlib loads only when the report is built
 
     started = time.perf_counter()
@@ -179,5 +203,5 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
         report_path=dg.MetadataValue.path(str(paths["markdown"])),
         report_html=dg.MetadataValue.path(str(paths["html"])),
         report_json=dg.MetadataValue.path(str(paths["json"])),
+        **{name: dg.MetadataValue.float(round(value, 4)) for name, value in headline_kappas(report.table).items()},
     )
-

@@ -21,7 +21,7 @@ from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index
 from relabel.student import load_student, pair_text
 from relabel.warehouse import table_exists
-from relabel_assets.common import WRITER_POOL, read_sql
+from relabel_assets.common import WRITER_POOL, column_schema, read_sql
 from relabel_assets.partitions import inbox_batches
 from relabel_assets.retrieval import query_pools
 from relabel_assets.teacher import LABEL_COLUMNS
@@ -248,8 +248,19 @@ def inbox_documents(
             **{f"{k}_documents": dg.MetadataValue.int(v) for k, v in counts.items()},
             "quarantined": dg.MetadataValue.int(len(quarantine)),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **batch_table_metadata(duckdb, "document_versions", batch_id),
         }
     )
+
+
+def batch_table_metadata(duckdb: DuckDBResource, table: str, batch_id: str) -> dict[str, Any]:
+    """The rows this batch holds in ``table`` (``dagster/row_count``) and the table's columns."""
+    rows = read_sql(duckdb, f'select count(*) as n from "{table}" where batch_id = ?', [batch_id])["n"].iloc[0]
+    return {
+        "dagster/row_count": dg.MetadataValue.int(int(rows)),
+        "dagster/column_schema": column_schema(duckdb, table),
+        "table": dg.MetadataValue.text(table),
+    }
 
 
 def _batch_index_path(duckdb: DuckDBResource, batch_id: str) -> Path:
@@ -308,6 +319,7 @@ def inbox_bm25_index(
             "build_seconds": dg.MetadataValue.float(round(build_seconds, 4)),
             "path": dg.MetadataValue.path(str(path)),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **batch_table_metadata(duckdb, "inbox_bm25_index", batch_id),
         }
     )
 
@@ -353,6 +365,7 @@ def inbox_queries(
             "rejected": dg.MetadataValue.int(len(rejects)),
             "llm_calls": dg.MetadataValue.int(client.calls_made),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **batch_table_metadata(duckdb, "label_queries", batch_id),
         }
     )
 
@@ -412,6 +425,7 @@ def inbox_candidate_pairs(
             "existing_queries": dg.MetadataValue.int(len(existing)),
             "existing_queries_retrieved": dg.MetadataValue.int(retrieved_queries),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **batch_table_metadata(duckdb, "label_pairs", batch_id),
         }
     )
 
@@ -425,8 +439,18 @@ where p.batch_id = ? order by p.qid, p.doc_id
 """
 
 
-ROUTING_COLUMNS = ["qid", "doc_id", "content_hash", "policy", "variant", "to_teacher", "routing_reason",
-                   "routing_score", "student_grade", "student_expected_grade"]
+ROUTING_COLUMNS = [
+    "qid",
+    "doc_id",
+    "content_hash",
+    "policy",
+    "variant",
+    "to_teacher",
+    "routing_reason",
+    "routing_score",
+    "student_grade",
+    "student_expected_grade",
+]
 
 
 def _latest_checkpoint(conn: duckdb_lib.DuckDBPyConnection) -> pd.Series | None:
@@ -449,13 +473,23 @@ def _route(conn: duckdb_lib.DuckDBPyConnection, pairs: list[dict], settings: Pip
         raise RuntimeError("uncertainty routing needs a student checkpoint: run relabel_job once first")
     labeler = load_student(Path(ckpt["path"]))
     scores, grades, probabilities = labeler.predict_with_probabilities(
-        [p["query_text"] for p in pairs], [pair_text({"title": p["title"], "doc_text": p["text"]}) for p in pairs])
+        [p["query_text"] for p in pairs], [pair_text({"title": p["title"], "doc_text": p["text"]}) for p in pairs]
+    )
     routed = inc.route_teacher_pairs(
-        pairs, settings.teacher_sample_rate, settings.seed, "uncertainty", settings.teacher_uncertainty,
-        random_share=settings.teacher_random_slice, probabilities=probabilities, expected=scores,
-        thresholds=labeler.thresholds)
-    return [{**r, "student_grade": int(g), "student_expected_grade": float(s)}
-            for r, g, s in zip(routed, grades, scores, strict=True)]
+        pairs,
+        settings.teacher_sample_rate,
+        settings.seed,
+        "uncertainty",
+        settings.teacher_uncertainty,
+        random_share=settings.teacher_random_slice,
+        probabilities=probabilities,
+        expected=scores,
+        thresholds=labeler.thresholds,
+    )
+    return [
+        {**r, "student_grade": int(g), "student_expected_grade": float(s)}
+        for r, g, s in zip(routed, grades, scores, strict=True)
+    ]
 
 
 @_asset(deps=[inbox_candidate_pairs], kinds={"duckdb", "litellm"})
@@ -477,14 +511,19 @@ def inbox_teacher_labels(
         )
         graded = conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
         routed = _route(conn, pairs, settings)
-        _insert(conn, "inbox_routing", pd.DataFrame(
-            [{k: r.get(k) for k in ROUTING_COLUMNS} for r in routed]).assign(batch_id=batch_id,
-                                                                         routed_at=pd.Timestamp.now()))
+        _insert(
+            conn,
+            "inbox_routing",
+            pd.DataFrame([{k: r.get(k) for k in ROUTING_COLUMNS} for r in routed]).assign(
+                batch_id=batch_id, routed_at=pd.Timestamp.now()
+            ),
+        )
         sample = [r for r in routed if r["to_teacher"]]
         pending = inc.unlabeled_pairs(sample, graded)
         if settings.teacher_runs:
             context.log.warning("recorded teacher runs configured: no live teacher labels for inbox batches")
             pending = []
+        grading_started = time.perf_counter()
         rows = (
             label_pairs(
                 conn,
@@ -497,6 +536,8 @@ def inbox_teacher_labels(
             if pending
             else []
         )
+        grading_s = time.perf_counter() - grading_started
+        asked = sum(not r["from_cache"] and r["raw_answer"] is not None for r in rows)
         by_key = {(p["qid"], p["doc_id"]): p for p in pending}
         frame = pd.DataFrame(
             [
@@ -522,11 +563,16 @@ def inbox_teacher_labels(
             "sampled": dg.MetadataValue.int(len(sample)),
             "routing": dg.MetadataValue.text(settings.teacher_routing),
             "random_slice": dg.MetadataValue.int(
-                sum(r["routing_reason"] in ("random", "random_slice") for r in sample)),
+                sum(r["routing_reason"] in ("random", "random_slice") for r in sample)
+            ),
             "labels_added": dg.MetadataValue.int(added),
             "llm_calls": dg.MetadataValue.int(client.calls_made),
+            "usd": dg.MetadataValue.float(round(client.spent_usd, 6)),
+            "labels_per_s": dg.MetadataValue.float(round(asked / grading_s, 2) if asked else float("nan")),
+            "teacher_model": dg.MetadataValue.text(client.model),
             "status_counts": dg.MetadataValue.json(status),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **batch_table_metadata(duckdb, "inbox_teacher_labels", batch_id),
         }
     )
 
@@ -626,6 +672,7 @@ def relevance_labels(
             "checkpoint_stale": dg.MetadataValue.bool(decision.stale),
             "stale_reason": dg.MetadataValue.text(decision.reason),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **batch_table_metadata(duckdb, "relevance_labels", batch_id),
         }
     )
 

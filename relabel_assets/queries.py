@@ -11,6 +11,7 @@ from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index, seed_ranks
 from relabel.warehouse import read_table, replace_table
 from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.run_config import SyntheticQueriesConfig, positive
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
 
@@ -20,14 +21,20 @@ REJECT_COLUMNS = ["doc_id", "query_type", "query_text", "reason", "detail", "mod
 
 @dg.asset(deps=["seed_corpus"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL, group_name="synthesis")
 def synthetic_queries(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
+    context: dg.AssetExecutionContext,
+    config: SyntheticQueriesConfig,
+    duckdb: DuckDBResource,
+    llm: LLMGateway,
+    settings: PipelineSettings,
 ) -> dg.MaterializeResult:
     """Search queries an employee would type for each seed document, of rotating kinds (keyword, question,
     metadata, acronym, partial recall; JSON answer, strictly parsed). Too short or long, wrong-language,
     title or document copies, duplicates and near-duplicates go to ``synthetic_query_rejects`` with the
     reason. Metadata: diversity, length, type mix and BM25 difficulty (from an in-memory index built like
-    ``bm25_index``). LLM answers are cached in DuckDB, so re-runs cost nothing."""
+    ``bm25_index``). Queries per document can be chosen in the launchpad. LLM answers are cached in DuckDB, so
+    re-runs cost nothing."""
     started = time.perf_counter()
+    queries_per_doc = positive("queries_per_doc", config.queries_per_doc) or settings.queries_per_doc
     client = llm.client("queries")
     with duckdb.get_connection() as conn:
         documents = read_table(conn, "seed_corpus").to_dict("records")
@@ -35,7 +42,7 @@ def synthetic_queries(
             conn,
             client,
             documents,
-            queries_per_doc=settings.queries_per_doc,
+            queries_per_doc=queries_per_doc,
             max_doc_chars=settings.max_doc_chars,
             progress=lambda n: n % 10 == 0 and context.log.info(f"queries written for {n} documents"),
             policy=llm.policy(),
@@ -52,7 +59,10 @@ def synthetic_queries(
         "synthetic_queries",
         frame,
         started,
+        queries_per_doc=dg.MetadataValue.int(queries_per_doc),
+        query_model=dg.MetadataValue.text(client.model),
         llm_calls=dg.MetadataValue.int(client.calls_made),
+        usd=dg.MetadataValue.float(round(client.spent_usd, 6)),
         rejected=dg.MetadataValue.int(len(rejects)),
         reject_reasons=dg.MetadataValue.json(reasons),
         documents_without_query=dg.MetadataValue.int(len(documents) - frame["doc_id"].nunique()),

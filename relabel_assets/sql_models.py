@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from relabel.sql_models import SQLModel, discover_sql_models
-from relabel_assets.common import WRITER_POOL, table_metadata
+from relabel_assets.common import WRITER_POOL, column_schema, table_metadata
 
 
 def sql_models_dir() -> Path:
@@ -26,7 +26,7 @@ def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
         code_version=model.code_version,
         kinds={"duckdb", "sql"},
         pool=WRITER_POOL,
-        group_name="sql_models",
+        group_name="training",
         description=f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).",
     )
     def _sql_asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -35,7 +35,12 @@ def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
             conn.execute(f'create or replace table "{model.name}" as {model.sql}')
             frame = conn.execute(f'select * from "{model.name}"').df()
         return dg.MaterializeResult(
-            metadata=table_metadata(frame, started, sql=dg.MetadataValue.md(f"```sql\n{model.sql}\n```"))
+            metadata=table_metadata(
+                frame,
+                started,
+                sql=dg.MetadataValue.md(f"```sql\n{model.sql}\n```"),
+                **{"dagster/column_schema": column_schema(duckdb, model.name)},
+            )
         )
 
     return _sql_asset

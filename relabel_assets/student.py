@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from relabel.student import load_student, model_card, pair_text, train_student
 from relabel.warehouse import read_table
 from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
+from relabel_assets.run_config import StudentCheckpointConfig, positive
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
 
@@ -25,23 +26,36 @@ order by 1, 2, 4
 
 @dg.asset(deps=["training_set"], kinds={"duckdb", "pytorch"}, pool=WRITER_POOL, group_name="student")
 def student_checkpoint(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings, model_store: ModelStore
+    context: dg.AssetExecutionContext,
+    config: StudentCheckpointConfig,
+    duckdb: DuckDBResource,
+    settings: PipelineSettings,
+    model_store: ModelStore,
 ) -> dg.MaterializeResult:
-    """The student distilled from the teacher's grades in ``training_set`` (recipe from settings: MiniLM-L6
-    bi-encoder by default, a MiniLM-L6 cross-encoder, or a small causal LM fine-tuned with trl); saved in
-    Hugging Face format with a model card, registered with path, hash, base model, recipe, thresholds and
-    training history."""
+    """The student distilled from the teacher's grades in ``training_set`` (recipe from settings or the
+    launchpad: MiniLM-L6 bi-encoder by default, a MiniLM-L6 cross-encoder, or a small causal LM fine-tuned with
+    trl; epochs, base model and init-from likewise); saved in Hugging Face format with a model card, registered
+    with path, hash, base model, recipe, epochs, parent, thresholds and training history."""
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         rows = read_table(conn, "training_set")
     data_hash = str(pd.util.hash_pandas_object(rows, index=False).sum())
-    config = settings.student_config()
+    try:
+        student = settings.student_config(
+            recipe=config.recipe,
+            epochs=positive("epochs", config.epochs),
+            base_model=config.base_model,
+            init_from=config.init_from,
+        )
+    except ValueError as error:
+        raise dg.Failure(str(error)) from error
     staging = model_store.staging_dir("student")
-    meta = train_student(rows.to_dict("records"), config, staging)
+    meta = train_student(rows.to_dict("records"), student, staging)
     teacher_id = ",".join(sorted(rows["teacher_id"].unique()))
     (staging / "README.md").write_text(model_card(meta, teacher_id, data_hash))
     path, digest = model_store.commit("student", staging)
     context.log.info(f"student saved to {path}")
+    recipe = f"cross-encoder/{student.objective}" if student.recipe == "cross-encoder" else student.recipe
     frame = pd.DataFrame(
         [
             {
@@ -49,7 +63,9 @@ def student_checkpoint(
                 "path": str(path),
                 "sha256": digest,
                 "base_model": meta["base_model"],
-                "recipe": f"cross-encoder/{config.objective}" if config.recipe == "cross-encoder" else config.recipe,
+                "recipe": recipe,
+                "epochs": student.epochs,
+                "init_from": student.init_from or None,
                 "teacher_id": teacher_id,
                 "parent_sha256": (meta.get("parent") or {}).get("sha256"),
                 "training_rows": len(rows),
@@ -67,6 +83,10 @@ def student_checkpoint(
         frame,
         started,
         path=dg.MetadataValue.path(str(path)),
+        recipe=dg.MetadataValue.text(recipe),
+        epochs=dg.MetadataValue.int(student.epochs),
+        base_model=dg.MetadataValue.text(str(meta["base_model"])),
+        init_from=dg.MetadataValue.text(student.init_from or "none"),
         training_history=dg.MetadataValue.json(meta["history"]),
         final_train_loss=dg.MetadataValue.float(round(losses[-1] if losses else float("nan"), 5)),
     )
@@ -78,9 +98,9 @@ def student_checkpoint(
     pool=WRITER_POOL,
     group_name="student",
 )
-def student_labels(duckdb: DuckDBResource) -> dg.MaterializeResult:
+def student_labels(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """The student's grade, expected grade and grade probabilities for every candidate-pool pair and every
-    human-judged pair."""
+    human-judged pair. Metadata: labels per second and the USD of the labeling time at ``hourly_rate_usd``."""
     started = time.perf_counter()
     checkpoint = read_sql(duckdb, "select checkpoint_id, path from student_checkpoint order by created_at desc limit 1")
     labeler = load_student(Path(checkpoint["path"].iloc[0]))
@@ -104,5 +124,7 @@ def student_labels(duckdb: DuckDBResource) -> dg.MaterializeResult:
         frame,
         started,
         labels_per_s=dg.MetadataValue.float(round(len(pairs) / max(seconds, 1e-9), 1)),
+        usd=dg.MetadataValue.float(round(seconds * settings.hourly_rate_usd / 3600.0, 8)),
+        student_checkpoint=dg.MetadataValue.text(str(checkpoint["checkpoint_id"].iloc[0])),
         grade_distribution=dg.MetadataValue.json(pd.Series(grades).value_counts().sort_index().to_dict()),
     )

@@ -9,9 +9,11 @@ from dagster_duckdb import DuckDBResource
 
 from relabel.grading import label_pairs
 from relabel.incremental import TABLES_DDL
+from relabel.prompts import load_prompt
 from relabel.teacher_votes import combine_votes, recorded_teacher_rows
 from relabel.warehouse import replace_table
 from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.run_config import TeacherLabelsConfig, positive
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
 
@@ -50,39 +52,52 @@ LABEL_COLUMNS = [
     deps=["candidate_pools", "human_benchmark"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL, group_name="labeling"
 )
 def teacher_labels(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
+    context: dg.AssetExecutionContext,
+    config: TeacherLabelsConfig,
+    duckdb: DuckDBResource,
+    llm: LLMGateway,
+    settings: PipelineSettings,
 ) -> dg.MaterializeResult:
-    """NIST-style 0-3 grades from the teacher (prompt file ``grade_nist``) for every candidate-pool pair and
+    """NIST-style 0-3 grades from the teacher (prompt file ``grade_nist`` by default) for every candidate-pool pair and
     every human-judged pair. With logprobs the four grade-token probabilities and the expected grade are
     stored; otherwise the answer is parsed strictly. Unparseable answers are kept as ``unparsed``, failed
     calls as ``failed`` and budget stops as ``skipped_budget``, never as a grade. Several teacher models or
     samples (or recorded labelings, ``RELABEL_TEACHER_RUNS``) are combined by vote, members kept in
-    ``teacher_label_votes``. Answers are cached in DuckDB and every call is logged in ``llm_calls``."""
+    ``teacher_label_votes``. Model, prompt and samples can be chosen in the launchpad; each row keeps them
+    and the run id. Answers are cached in DuckDB and every call is logged in ``llm_calls``."""
     started = time.perf_counter()
+    samples = positive("samples", config.samples) or llm.samples_per_model
+    prompt = load_prompt(config.prompt_id or settings.teacher_prompt_id)
+    recorded = [] if config.model else settings.teacher_runs
+    models = [config.model] if config.model else llm.teacher_models()
+    calls, spent, grading_s = 0, 0.0, 0.0
     with duckdb.get_connection() as conn:
         pairs = conn.execute(PAIRS_SQL).df().to_dict("records")
-        members: list[list[dict]] = [recorded_teacher_rows(pairs, Path(run)) for run in settings.teacher_runs]
-        calls = 0
-        if not settings.teacher_runs:
+        members: list[list[dict]] = [recorded_teacher_rows(pairs, Path(run)) for run in recorded]
+        if not recorded:
             policy = llm.policy()  # one budget and one rate limit for every model and sample
-            for model in llm.teacher_models():
+            grading_started = time.perf_counter()
+            for model in models:
                 client = llm.client(model=model)
-                for sample in range(llm.samples_per_model):
-                    context.log.info(f"grading {len(pairs)} pairs with {model} (sample {sample + 1})")
+                for sample in range(samples):
+                    context.log.info(f"grading {len(pairs)} pairs: {model}, {prompt.prompt_id}, sample {sample + 1}")
                     members.append(
                         label_pairs(
                             conn,
                             client,
                             pairs,
+                            prompt_id=prompt.prompt_id,
                             use_logprobs=llm.use_logprobs,
                             max_doc_chars=settings.max_doc_chars,
                             policy=policy,
                             sample=sample,
-                            temperature=llm.sample_temperature if llm.samples_per_model > 1 else 0.0,
+                            temperature=llm.sample_temperature if samples > 1 else 0.0,
                             progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),
                         )
                     )
                 calls += client.calls_made
+                spent += client.spent_usd
+            grading_s = time.perf_counter() - grading_started
         votes = pd.DataFrame([row for rows in members for row in rows], columns=LABEL_COLUMNS)
         if len(members) > 1:
             rows = combine_votes(members, "ensemble:" + "+".join(sorted(votes["labeler_id"].unique())))
@@ -91,15 +106,26 @@ def teacher_labels(
         replace_table(conn, "teacher_label_votes", votes)
         # training_set also reads the teacher's labels of inbox batches: make sure that table exists
         conn.execute(TABLES_DDL["inbox_teacher_labels"])
-    frame = pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "votes", "agreement"])
+    frame = pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "votes", "agreement"]).assign(
+        samples=samples if not recorded else 1, run_id=context.run_id
+    )
     status = frame["status"].value_counts().to_dict()
+    asked = int((~votes["from_cache"].fillna(True).astype(bool)).sum()) if not recorded else 0
+    teachers = sorted(votes["labeler_id"].unique())
     return write_asset_table(
         duckdb,
         "teacher_labels",
         frame,
         started,
+        teacher_model=dg.MetadataValue.text(", ".join(recorded) if recorded else ", ".join(models)),
+        prompt_id=dg.MetadataValue.text("recorded" if recorded else prompt.prompt_id),
+        prompt_version=dg.MetadataValue.text("recorded" if recorded else prompt.version),
+        samples=dg.MetadataValue.int(samples if not recorded else 1),
         llm_calls=dg.MetadataValue.int(calls),
-        teachers=dg.MetadataValue.json(sorted(votes["labeler_id"].unique())),
+        usd=dg.MetadataValue.float(round(spent, 6)),
+        # the teacher's speed on the pairs it was asked now (cached answers cost no time)
+        labels_per_s=dg.MetadataValue.float(round(asked / grading_s, 2) if asked and grading_s > 0 else float("nan")),
+        teachers=dg.MetadataValue.json(teachers),
         status_counts=dg.MetadataValue.json(status),
         parse_failure_rate=dg.MetadataValue.float(round(status.get("unparsed", 0) / max(len(frame), 1), 4)),
         mean_vote_agreement=dg.MetadataValue.float(round(float(frame["agreement"].mean()), 4))

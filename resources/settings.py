@@ -9,6 +9,7 @@ import dagster as dg
 from relabel import paths
 from relabel.benchmarks import DEMO, demo_corpus_dir
 from relabel.cost import DEFAULT_HOURLY_RATE_USD
+from relabel.grading import DEFAULT_GRADE_PROMPT
 from relabel.models import minilm_dir
 from relabel.student import StudentConfig
 
@@ -35,6 +36,8 @@ class PipelineSettings(dg.ConfigurableResource):
     max_doc_bytes: int = 1 << 20
     seed: int = 13
     teacher_runs: list[str] = []
+    # grading prompt of the teacher: a file stem of relabel/prompt_files
+    teacher_prompt_id: str = DEFAULT_GRADE_PROMPT
     student_recipe: str = "bi-encoder"
     student_objective: str = "soft"
     student_base_model: str = ""
@@ -85,18 +88,31 @@ class PipelineSettings(dg.ConfigurableResource):
         """Where the inbox sensor snapshots each batch (manifest and file copies)."""
         return Path(self.data_dir) / "inbox_batches"
 
-    def student_config(self) -> StudentConfig:
+    def student_config(
+        self,
+        recipe: str | None = None,
+        epochs: int | None = None,
+        base_model: str | None = None,
+        init_from: str | None = None,
+    ) -> StudentConfig:
         """The student recipe: base weights default to the MiniLM-L6 package (encoders) or the SmolLM2
-        GGUF (SLM) unless a local Hugging Face folder (or, for the SLM, a .gguf) is configured."""
-        default_base = "" if self.student_recipe == "slm" else str(minilm_dir())
+        GGUF (SLM) unless a local Hugging Face folder (or, for the SLM, a .gguf) is configured. An argument
+        given (a run-time choice) replaces its setting; ``None`` keeps the setting."""
+        recipe = recipe or self.student_recipe
+        default_base = "" if recipe == "slm" else str(minilm_dir())
+        if base_model is None:
+            # the configured base belongs to the configured recipe: another recipe starts from its own default
+            base_model = self.student_base_model if recipe == self.student_recipe else ""
+        # the objective is the cross-encoder's; another recipe chosen at run time gets its only objective
+        objective = self.student_objective if recipe in (self.student_recipe, "cross-encoder") else "soft"
         return StudentConfig(
-            base_model=self.student_base_model or default_base,
-            recipe=self.student_recipe,
-            objective=self.student_objective,
-            epochs=self.student_epochs,
+            base_model=base_model or default_base,
+            recipe=recipe,
+            objective=objective,
+            epochs=self.student_epochs if epochs is None else epochs,
             max_length=self.student_max_length,
             max_steps=self.student_max_steps,
             lora_r=self.student_lora_r,
-            init_from=self.student_init_from,
+            init_from=self.student_init_from if init_from is None else init_from,
             seed=self.seed,
         )

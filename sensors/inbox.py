@@ -29,13 +29,16 @@ def read_staging(database: str, table: str) -> dict[str, str] | None:
     return {inc.staging_doc_id(str(name)): str(body) for name, body in rows}
 
 
-def build_inbox_sensor(job_name: str, inbox: Path | None = None) -> dg.SensorDefinition:
-    """A sensor over ``inbox`` (default: the settings' inbox folder) requesting ``job_name`` per batch."""
+def build_inbox_sensor(
+    job_name: str, inbox: Path | None = None, default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING
+) -> dg.SensorDefinition:
+    """A sensor over ``inbox`` (default: the settings' inbox folder) requesting ``job_name`` per batch; it runs
+    from the start unless ``default_status`` says otherwise (then it is turned on in the UI)."""
 
     @dg.sensor(
         job_name=job_name,
         minimum_interval_seconds=SENSOR_INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=default_status,
     )
     def inbox_sensor(
         context: dg.SensorEvaluationContext, settings: PipelineSettings, duckdb: DuckDBResource

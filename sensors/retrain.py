@@ -29,12 +29,12 @@ def stale_checkpoint(database: str) -> tuple[str, str] | None:
     return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
 
-def build_retrain_sensor(job_name: str) -> dg.SensorDefinition:
+def build_retrain_sensor(
+    job_name: str, default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING
+) -> dg.SensorDefinition:
     """A sensor requesting ``job_name`` (training set + student checkpoint) for each stale checkpoint."""
 
-    @dg.sensor(
-        job_name=job_name, minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING
-    )
+    @dg.sensor(job_name=job_name, minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=default_status)
     def student_retrain_sensor(
         context: dg.SensorEvaluationContext, duckdb: DuckDBResource
     ) -> dg.RunRequest | dg.SkipReason:

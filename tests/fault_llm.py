@@ -38,8 +38,10 @@ class FaultyProvider(CustomLLM):
         if roll < rate * 0.8:
             raise litellm.Timeout("injected timeout", model=model, llm_provider=PROVIDER)
         text = "maybe relevant?" if roll < rate else "2"
-        return ModelResponse(choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                             usage={"prompt_tokens": 100, "completion_tokens": 1, "total_tokens": 101})
+        return ModelResponse(
+            choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            usage={"prompt_tokens": 100, "completion_tokens": 1, "total_tokens": 101},
+        )
 
 
 def register() -> None:

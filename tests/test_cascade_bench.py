@@ -36,18 +36,37 @@ def synthetic_frame(n_queries: int = 4, per_query: int = 50, seed: int = 0) -> p
             unsure = rng.random() < 0.2
             p = np.full(4, 0.25) if unsure else np.eye(4)[human] * 0.97 + 0.01
             grade = (human + 2) % 4 if unsure else human
-            rows.append({"qid": f"q{q}", "doc_id": f"d{q}-{d}", "split": "test-a", "human": human,
-                         "teacher": human, "teacher_score": float(human), "student_grade": grade,
-                         "student_score": float(p @ np.arange(4)), **{f"p{g}": p[g] for g in range(4)},
-                         "thresholds": [0.5, 1.5, 2.5], "labels_per_s": 100.0})
+            rows.append(
+                {
+                    "qid": f"q{q}",
+                    "doc_id": f"d{q}-{d}",
+                    "split": "test-a",
+                    "human": human,
+                    "teacher": human,
+                    "teacher_score": float(human),
+                    "student_grade": grade,
+                    "student_score": float(p @ np.arange(4)),
+                    **{f"p{g}": p[g] for g in range(4)},
+                    "thresholds": [0.5, 1.5, 2.5],
+                    "labels_per_s": 100.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_cascade_curve_ends_and_uncertainty_beats_random(tmp_path: Path) -> None:
     bench, scale = _load("cascade_bench"), _load("scale_bench")
     frame = synthetic_frame()
-    table = bench.cascade_table(frame, "teacher", "teacher_score", scale.labeler_metrics, usd_per_teacher_pair=0.001,
-                                seeds=3, shares=(0.0, 0.2, 0.3, 1.0), random_share=0.1)
+    table = bench.cascade_table(
+        frame,
+        "teacher",
+        "teacher_score",
+        scale.labeler_metrics,
+        usd_per_teacher_pair=0.001,
+        seeds=3,
+        shares=(0.0, 0.2, 0.3, 1.0),
+        random_share=0.1,
+    )
     assert set(table["policy"]) == {"uncertainty (entropy)", "uncertainty (margin)", "random (3 seeds)"}
     student_kappa = scale.labeler_metrics(frame, "student_grade", "student_score")["kappa"]
     for _, row in table[table["share"] == 0.0].iterrows():
@@ -71,21 +90,36 @@ def test_cascade_curve_ends_and_uncertainty_beats_random(tmp_path: Path) -> None
 
 def test_variant_is_chosen_by_agreement_with_the_teacher_not_nist() -> None:
     bench = _load("cascade_bench")
-    table = pd.DataFrame([
-        {"policy": "uncertainty (entropy)", "share": 0.2, "agree_rest": 0.70, "kappa": 0.10},
-        {"policy": "uncertainty (margin)", "share": 0.2, "agree_rest": 0.60, "kappa": 0.90},
-        {"policy": "uncertainty (margin)", "share": 0.0, "agree_rest": 0.99, "kappa": 0.90},
-    ])
+    table = pd.DataFrame(
+        [
+            {"policy": "uncertainty (entropy)", "share": 0.2, "agree_rest": 0.70, "kappa": 0.10},
+            {"policy": "uncertainty (margin)", "share": 0.2, "agree_rest": 0.60, "kappa": 0.90},
+            {"policy": "uncertainty (margin)", "share": 0.0, "agree_rest": 0.99, "kappa": 0.90},
+        ]
+    )
     assert bench.choose_variant(table) == "uncertainty (entropy)"
 
 
 def test_records_without_probabilities_route_by_margin_only(tmp_path: Path) -> None:
     bench = _load("cascade_bench")
     path = tmp_path / "predictions.jsonl"
-    records = [{"protocol": "transfer", "split": "test-a", "config": {}, "thresholds": [0.5, 1.5, 2.5],
-                "labels_per_s": 50.0, "pairs": [["q1", "d1", 1.4, 1], ["q1", "d2", 2.9, 3]]},
-               {"protocol": "transfer", "split": "test-a", "config": {"epochs": 0}, "thresholds": [0, 1, 2],
-                "pairs": [["q1", "d1", 0.1, 0, 0.9, 0.1, 0.0, 0.0]]}]
+    records = [
+        {
+            "protocol": "transfer",
+            "split": "test-a",
+            "config": {},
+            "thresholds": [0.5, 1.5, 2.5],
+            "labels_per_s": 50.0,
+            "pairs": [["q1", "d1", 1.4, 1], ["q1", "d2", 2.9, 3]],
+        },
+        {
+            "protocol": "transfer",
+            "split": "test-a",
+            "config": {"epochs": 0},
+            "thresholds": [0, 1, 2],
+            "pairs": [["q1", "d1", 0.1, 0, 0.9, 0.1, 0.0, 0.0]],
+        },
+    ]
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     chosen = bench.read_records(path, "transfer", {})
     assert len(chosen) == 1 and chosen[0]["config"] == {}
@@ -116,8 +150,17 @@ def test_disagreement_routing_is_cross_fitted_on_other_splits() -> None:
     # a target without p0..p3 (older predictions) gets a model that does not need them
     plain = bench.fit_models(frame, "teacher", ["T"], cross_fit=False, use_probabilities=False)
     assert not plain["T"].uses_probabilities
-    table = bench.cascade_table(frame, "teacher", "teacher_score", scale.labeler_metrics, 0.001, seeds=2,
-                                shares=(0.0, 0.2, 1.0), random_share=0.0, models=models)
+    table = bench.cascade_table(
+        frame,
+        "teacher",
+        "teacher_score",
+        scale.labeler_metrics,
+        0.001,
+        seeds=2,
+        shares=(0.0, 0.2, 1.0),
+        random_share=0.0,
+        models=models,
+    )
     learned = table[(table["policy"] == "uncertainty (disagreement)") & (table["share"] == 0.2)].iloc[0]
     entropy = table[(table["policy"] == "uncertainty (entropy)") & (table["share"] == 0.2)].iloc[0]
     assert learned["agree_rest"] == pytest.approx(1.0) and entropy["agree_rest"] < 0.95

@@ -1,8 +1,12 @@
 """The command line and the code location as `dagster dev` loads it."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,3 +49,107 @@ def test_workspace_loads_as_a_code_location(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_webserver(port: int, process: subprocess.Popen, timeout_s: float) -> None:
+    """Until the webserver answers on ``port`` (fails if ``process`` ended first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "relabel ui ended before its webserver answered"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"no webserver on port {port} after {timeout_s} s")
+
+
+@pytest.mark.integration
+def test_relabel_ui_and_every_process_it_started_stop_within_10_s_of_sigterm(tmp_path: Path) -> None:
+    import psutil
+
+    from relabel.supervise import running
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "RELABEL_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    with (tmp_path / "ui.log").open("w") as log:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "relabel.cli", "ui", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_webserver(port, ui, timeout_s=180)
+            tree = [psutil.Process(ui.pid), *psutil.Process(ui.pid).children(recursive=True)]
+            names = " ".join(" ".join(p.cmdline()) for p in tree)
+            assert "dagster_webserver" in names and "dagster._daemon" in names, names
+            started = time.monotonic()
+            ui.send_signal(signal.SIGTERM)
+            code = ui.wait(timeout=10)
+            deadline = started + 10
+            while any(running(p) for p in tree) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            left = [" ".join(p.cmdline()) for p in tree if running(p)]
+            assert left == [], f"still running {time.monotonic() - started:.1f} s after SIGTERM: {left}"
+            assert code == 0, (tmp_path / "ui.log").read_text()[-2000:]
+        finally:
+            if ui.poll() is None:
+                ui.kill()
+
+
+# a command whose child leaves the process group and ignores Ctrl-C, as a stubborn server would
+STUBBORN_TREE = """
+import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import signal, time, pathlib, os, sys; signal.signal(signal.SIGINT, "
+                          "signal.SIG_IGN); pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); time.sleep(600)",
+                          sys.argv[1]], start_new_session=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.unit
+def test_ctrl_c_stops_a_tree_whose_child_left_the_group_and_ignores_it(tmp_path: Path) -> None:
+    import psutil
+
+    from relabel.supervise import running
+
+    pid_file = tmp_path / "child.pid"
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from relabel.supervise import run_supervised; "
+            "sys.exit(run_supervised([sys.executable, '-c', sys.argv[1], sys.argv[2]], grace_s=1.0, poll_s=0.1))",
+            STUBBORN_TREE,
+            str(pid_file),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and supervisor.poll() is None, "the tree did not start"
+            time.sleep(0.1)
+        child = psutil.Process(int(pid_file.read_text()))
+        time.sleep(0.5)  # the supervisor notices its descendants every poll
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(timeout=10) == 0
+        assert not running(child), "the child that ignored SIGINT and left the group was killed"
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()

@@ -17,16 +17,40 @@ def test_distill_then_label_from_files(tmp_path: Path, tiny_corpus: Path) -> Non
     teacher.write_text((folder / "qrels.txt").read_text().replace(" 0 it/vpn-mac.txt 1", " 0 it/vpn-mac.txt 2"))
     model = tmp_path / "student"
     runner = CliRunner()
-    result = runner.invoke(main, ["distill", "--queries", str(folder / "queries.tsv"), "--docs",
-                                  str(folder / "docs.jsonl"), "--teacher-labels", str(teacher), "--out", str(model),
-                                  "--epochs", "1"])
+    result = runner.invoke(
+        main,
+        [
+            "distill",
+            "--queries",
+            str(folder / "queries.tsv"),
+            "--docs",
+            str(folder / "docs.jsonl"),
+            "--teacher-labels",
+            str(teacher),
+            "--out",
+            str(model),
+            "--epochs",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (model / "model.safetensors").exists() and "training on 6 teacher-labeled pairs" in result.output
     card = (model / "README.md").read_text()
     assert "teacher: `teacher-run`" in card and "bi-encoder" in card and "training data sha256" in card
     out = tmp_path / "labels.txt"
-    args = ["label", "--model", str(model), "--queries", str(folder / "queries.tsv"), "--docs",
-            str(folder / "docs.jsonl"), "--pairs", str(folder / "qrels.txt"), "--out", str(out)]
+    args = [
+        "label",
+        "--model",
+        str(model),
+        "--queries",
+        str(folder / "queries.tsv"),
+        "--docs",
+        str(folder / "docs.jsonl"),
+        "--pairs",
+        str(folder / "qrels.txt"),
+        "--out",
+        str(out),
+    ]
     assert runner.invoke(main, args).exit_code == 0
     first = out.read_text()
     lines = [line.split() for line in first.splitlines()]
@@ -48,22 +72,47 @@ def test_label_with_a_recorded_teacher_routes_the_share_with_provenance(tmp_path
     model = tmp_path / "student"
     runner = CliRunner()
     base = ["--queries", str(folder / "queries.tsv"), "--docs", str(folder / "docs.jsonl")]
-    assert runner.invoke(main, ["distill", *base, "--teacher-labels", str(folder / "qrels.txt"), "--out", str(model),
-                                "--epochs", "0"]).exit_code == 0
+    assert (
+        runner.invoke(
+            main,
+            ["distill", *base, "--teacher-labels", str(folder / "qrels.txt"), "--out", str(model), "--epochs", "0"],
+        ).exit_code
+        == 0
+    )
     # a teacher that grades every pair 3, so its grade is visible wherever it is used
     teacher = tmp_path / "teacher.txt"
-    teacher.write_text("".join(f"{q} 0 {d} 3\n" for q, _, d, _ in (line.split() for line in
-                                                                    (folder / "qrels.txt").read_text().splitlines())))
+    teacher.write_text(
+        "".join(
+            f"{q} 0 {d} 3\n"
+            for q, _, d, _ in (line.split() for line in (folder / "qrels.txt").read_text().splitlines())
+        )
+    )
     out = tmp_path / "cascade.txt"
-    label = ["label", "--model", str(model), *base, "--pairs", str(folder / "qrels.txt"), "--out", str(out),
-             "--teacher-labels", str(teacher)]
+    label = [
+        "label",
+        "--model",
+        str(model),
+        *base,
+        "--pairs",
+        str(folder / "qrels.txt"),
+        "--out",
+        str(out),
+        "--teacher-labels",
+        str(teacher),
+    ]
     result = runner.invoke(main, [*label, "--route-share", "0.5", "--random-slice", "0.3"])
     assert result.exit_code == 0, result.output
     routing = _tsv(tmp_path / "cascade.txt.routing.tsv")
     probs = {(r["qid"], r["docid"]): r for r in _tsv(tmp_path / "cascade.txt.probs.tsv")}
     assert len(routing) == 6 and sum(r["labeler_kind"] == "teacher" for r in routing) == 3
-    assert sorted(r["routing_reason"] for r in routing) == ["random_slice", "student", "student", "student",
-                                                            "uncertain", "uncertain"]
+    assert sorted(r["routing_reason"] for r in routing) == [
+        "random_slice",
+        "student",
+        "student",
+        "student",
+        "uncertain",
+        "uncertain",
+    ]
     final = {(q, d): g for q, _, d, g in (line.split() for line in out.read_text().splitlines())}
     for r in routing:
         expected = "3" if r["labeler_kind"] == "teacher" else probs[(r["qid"], r["docid"])]["grade"]

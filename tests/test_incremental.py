@@ -342,8 +342,15 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     from relabel_assets.incremental import BATCH_PAIRS_SQL
 
     root = copy_baseline(baseline, tmp_path)
-    resources = incremental_resources(root, baseline / "corpus", baseline / "judgments", teacher_sample_rate=0.3,
-                                      teacher_routing="uncertainty", teacher_random_slice=0.0, incremental_top_k=3)
+    resources = incremental_resources(
+        root,
+        baseline / "corpus",
+        baseline / "judgments",
+        teacher_sample_rate=0.3,
+        teacher_routing="uncertainty",
+        teacher_random_slice=0.0,
+        incremental_top_k=3,
+    )
     db = resources["duckdb"].database
     defs = build_definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
@@ -354,8 +361,11 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     result, _ = run_sensor(defs, instance, "inbox_sensor", None)
     batch = result.run_requests[0].partition_key
     instance.add_dynamic_partitions("inbox_batches", [batch])
-    assert defs.resolve_job_def("incremental_relabel_job").execute_in_process(partition_key=batch,
-                                                                              instance=instance).success
+    assert (
+        defs.resolve_job_def("incremental_relabel_job")
+        .execute_in_process(partition_key=batch, instance=instance)
+        .success
+    )
 
     # recompute the student's uncertainty on the batch's pairs independently of the routing code
     with duckdb.connect(db, read_only=True) as conn:
@@ -364,7 +374,8 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     labeler = load_student(Path(path))
     _, _, probabilities = labeler.predict_with_probabilities(
         pairs["query_text"].tolist(),
-        [pair_text({"title": t, "doc_text": x}) for t, x in zip(pairs["title"], pairs["text"], strict=True)])
+        [pair_text({"title": t, "doc_text": x}) for t, x in zip(pairs["title"], pairs["text"], strict=True)],
+    )
     h = entropy(probabilities)
     budget = -(-3 * len(pairs) // 10)
     assert 0 < budget < len(pairs)
@@ -374,12 +385,21 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     in_graded = np.array([k in graded for k in keys])
     assert h[in_graded].min() >= h[~in_graded].max() - 1e-6, "the teacher graded the least sure pairs"
 
-    routed = rows(db, f"select routing_reason, count(*) from inbox_routing where batch_id = '{batch}' "
-                      "group by 1 order by 1")
+    routed = rows(
+        db, f"select routing_reason, count(*) from inbox_routing where batch_id = '{batch}' group by 1 order by 1"
+    )
     assert routed == [("student", len(pairs) - budget), ("uncertain", budget)]
-    provenance = dict(rows(db, f"select labeler_kind, string_agg(distinct routing_reason) from relevance_labels "
-                               f"where batch_id = '{batch}' and retired_at is null group by 1"))
+    provenance = dict(
+        rows(
+            db,
+            f"select labeler_kind, string_agg(distinct routing_reason) from relevance_labels "
+            f"where batch_id = '{batch}' and retired_at is null group by 1",
+        )
+    )
     assert provenance == {"teacher": "uncertain", "student": "student"}
-    scores = rows(db, f"select routing_score from relevance_labels where batch_id = '{batch}' and retired_at is null "
-                      "and labeler_kind = 'teacher' order by routing_score")
+    scores = rows(
+        db,
+        f"select routing_score from relevance_labels where batch_id = '{batch}' and retired_at is null "
+        "and labeler_kind = 'teacher' order by routing_score",
+    )
     assert scores[0][0] == pytest.approx(float(np.sort(h)[-budget]), abs=1e-4)

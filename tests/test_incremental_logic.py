@@ -161,13 +161,15 @@ def test_route_teacher_pairs_random_matches_the_sample_and_uncertainty_takes_the
     assert {r["routing_reason"] for r in random if r["to_teacher"]} == {"random"}
     probabilities = np.tile([0.97, 0.01, 0.01, 0.01], (20, 1))
     probabilities[[3, 8, 11, 17, 19]] = 0.25  # the student is unsure of these five
-    unsure = inc.route_teacher_pairs(pairs, 0.25, seed=13, policy="uncertainty", random_share=0.0,
-                                     probabilities=probabilities)
+    unsure = inc.route_teacher_pairs(
+        pairs, 0.25, seed=13, policy="uncertainty", random_share=0.0, probabilities=probabilities
+    )
     assert [i for i, r in enumerate(unsure) if r["to_teacher"]] == [3, 8, 11, 17, 19]
     assert all(r["routing_reason"] == "uncertain" for r in unsure if r["to_teacher"])
     assert all(r["routing_reason"] == "student" and r["routing_score"] < 0.3 for r in unsure if not r["to_teacher"])
-    sliced = inc.route_teacher_pairs(pairs, 0.25, seed=13, policy="uncertainty", random_share=0.2,
-                                     probabilities=probabilities)
+    sliced = inc.route_teacher_pairs(
+        pairs, 0.25, seed=13, policy="uncertainty", random_share=0.2, probabilities=probabilities
+    )
     assert [r["routing_reason"] for r in sliced].count("random_slice") == 1
     assert sum(r["to_teacher"] for r in sliced) == 5
     with pytest.raises(ValueError, match="RELABEL_TEACHER_ROUTING"):

@@ -20,9 +20,21 @@ FAST = CallPolicy(max_attempts=4, backoff_initial_s=0.0, backoff_max_s=0.0)
 
 
 def make_pairs(n: int, source: str = "pool") -> list[dict]:
-    return [{"pair_source": source, "qid": f"q{i // 4}", "query_text": f"query number {i // 4} vpn",
-             "doc_id": f"d{i}", "title": f"Doc {i}", "author": "A", "path": f"p/{i}.md", "modified": "2025-01-01",
-             "doc_type": "faq", "text": f"Document {i} about the vpn and other things."} for i in range(n)]
+    return [
+        {
+            "pair_source": source,
+            "qid": f"q{i // 4}",
+            "query_text": f"query number {i // 4} vpn",
+            "doc_id": f"d{i}",
+            "title": f"Doc {i}",
+            "author": "A",
+            "path": f"p/{i}.md",
+            "modified": "2025-01-01",
+            "doc_type": "faq",
+            "text": f"Document {i} about the vpn and other things.",
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.mark.unit
@@ -57,13 +69,15 @@ def test_budget_stops_cleanly_and_a_bigger_budget_resumes() -> None:
     scripted_llm.calls.clear()
     conn = duckdb.connect()
     pairs = make_pairs(10)
-    rows = label_pairs(conn, PricedClient("scripted/overlap"), pairs, use_logprobs=False,
-                       policy=CallPolicy(budget_usd=2.0))
+    rows = label_pairs(
+        conn, PricedClient("scripted/overlap"), pairs, use_logprobs=False, policy=CallPolicy(budget_usd=2.0)
+    )
     statuses = [r["status"] for r in rows]
     assert statuses.count("ok") == 4 and statuses.count("skipped_budget") == 6
     assert conn.execute("select sum(cost_usd) from llm_calls").fetchall()[0][0] == pytest.approx(2.0)
-    rows = label_pairs(conn, PricedClient("scripted/overlap"), pairs, use_logprobs=False,
-                       policy=CallPolicy(budget_usd=10.0))
+    rows = label_pairs(
+        conn, PricedClient("scripted/overlap"), pairs, use_logprobs=False, policy=CallPolicy(budget_usd=10.0)
+    )
     assert [r["status"] for r in rows] == ["ok"] * 10
     assert len(scripted_llm.calls) == 10, "the 4 pairs answered before the budget stop are not paid twice"
 
@@ -155,8 +169,13 @@ def test_concurrency_is_bounded() -> None:
 
     LLMClient.complete = counting
     try:
-        rows = label_pairs(duckdb.connect(), LLMClient("faulty/0.0"), make_pairs(12), use_logprobs=False,
-                           policy=CallPolicy(max_concurrency=3))
+        rows = label_pairs(
+            duckdb.connect(),
+            LLMClient("faulty/0.0"),
+            make_pairs(12),
+            use_logprobs=False,
+            policy=CallPolicy(max_concurrency=3),
+        )
     finally:
         LLMClient.complete = original
         fault_llm.delay_s = 0.0
@@ -224,8 +243,9 @@ def test_sigkill_midway_then_restart_finishes_without_repeating_answered_calls(t
     with duckdb.connect(db) as conn:
         labels = conn.execute("select count(*), count(distinct (qid, doc_id)) from labels").fetchall()[0]
         calls_after = conn.execute("select count(*) from llm_calls").fetchall()[0][0]
-        repeated = conn.execute("select count(*) from (select item_id from llm_calls group by 1 having count(*) > 1)"
-                                ).fetchall()[0][0]
+        repeated = conn.execute(
+            "select count(*) from (select item_id from llm_calls group by 1 having count(*) > 1)"
+        ).fetchall()[0][0]
     assert labels == (40, 40)
     assert calls_after - calls_before == 40 - answered_before, "only unanswered pairs are called again"
     assert repeated == 0

@@ -37,8 +37,10 @@ def test_unknown_local_model_is_a_clear_error() -> None:
 def test_grading_reads_grade_token_probabilities_and_caches() -> None:
     conn = duckdb.connect()
     client = LLMClient(MODEL)
-    pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
-             for i, q in enumerate(("vpn setup", "parental leave"))]
+    pairs = [
+        {**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
+        for i, q in enumerate(("vpn setup", "parental leave"))
+    ]
     rows = label_pairs(conn, client, pairs, use_logprobs=True)
     assert client.calls_made == 2 and len(rows) == 2
     for row in rows:
@@ -62,8 +64,11 @@ def test_query_synthesis_gets_valid_json_from_the_local_model() -> None:
 def start_served_model(port: int) -> "subprocess.Popen":
     """``relabel serve-llm`` with the 135M model on 127.0.0.1:``port``, once it answers."""
     relabel = Path(sys.executable).with_name("relabel")
-    server = subprocess.Popen([str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -86,10 +91,16 @@ def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
     port = free_port()
     server = start_served_model(port)
     try:
-        pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
-                 for i, q in enumerate(("vpn setup", "parental leave", "okta sign in"))]
-        served = label_pairs(duckdb.connect(), LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1"),
-                             pairs, use_logprobs=True)
+        pairs = [
+            {**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": q}
+            for i, q in enumerate(("vpn setup", "parental leave", "okta sign in"))
+        ]
+        served = label_pairs(
+            duckdb.connect(),
+            LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1"),
+            pairs,
+            use_logprobs=True,
+        )
         local = label_pairs(duckdb.connect(), LLMClient(MODEL), pairs, use_logprobs=True)
     finally:
         server.terminate()

@@ -145,14 +145,22 @@ def test_unknown_policy_and_missing_inputs_fail_clearly() -> None:
 
 def _labeled_frames(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Human = teacher; the student is confident and right on even pairs, unsure (uniform) and wrong on odd."""
-    human = pd.DataFrame({"qid": [f"q{i % 4}" for i in range(n)], "doc_id": [f"d{i}" for i in range(n)],
-                          "grade": [i % 4 for i in range(n)]})
-    probabilities = np.array([np.eye(4)[g] * 0.96 + 0.01 if i % 2 == 0 else np.full(4, 0.25)
-                              for i, g in enumerate(human["grade"])])
-    student = human.assign(pair_source="benchmark", grade=[g if i % 2 == 0 else (g + 2) % 4
-                                                           for i, g in enumerate(human["grade"])],
-                           expected_grade=probabilities @ np.arange(4),
-                           **{f"p{g}": probabilities[:, g] for g in range(4)})
+    human = pd.DataFrame(
+        {
+            "qid": [f"q{i % 4}" for i in range(n)],
+            "doc_id": [f"d{i}" for i in range(n)],
+            "grade": [i % 4 for i in range(n)],
+        }
+    )
+    probabilities = np.array(
+        [np.eye(4)[g] * 0.96 + 0.01 if i % 2 == 0 else np.full(4, 0.25) for i, g in enumerate(human["grade"])]
+    )
+    student = human.assign(
+        pair_source="benchmark",
+        grade=[g if i % 2 == 0 else (g + 2) % 4 for i, g in enumerate(human["grade"])],
+        expected_grade=probabilities @ np.arange(4),
+        **{f"p{g}": probabilities[:, g] for g in range(4)},
+    )
     teacher = human.assign(pair_source="benchmark", expected_grade=human["grade"].astype(float))
     return human, student, teacher
 
@@ -162,8 +170,11 @@ def test_cascade_frame_is_a_labeler_with_provenance() -> None:
 
     _, student, teacher = _labeled_frames()
     rows = cascade_frame(student, teacher, 0.5, random_share=0.0)
-    assert len(rows) == 40 and set(rows["role"]) == {"cascade"} and rows["labeler_id"].iloc[0] == \
-        "cascade:uncertainty-entropy@50%"
+    assert (
+        len(rows) == 40
+        and set(rows["role"]) == {"cascade"}
+        and rows["labeler_id"].iloc[0] == "cascade:uncertainty-entropy@50%"
+    )
     odd = rows["doc_id"].str[1:].astype(int) % 2 == 1
     assert (rows.loc[odd, "labeler_kind"] == "teacher").all() and (rows.loc[~odd, "labeler_kind"] == "student").all()
     merged = rows.merge(teacher, on=["qid", "doc_id"], suffixes=("", "_t"))
@@ -188,8 +199,9 @@ def test_report_shows_the_cost_dial(tmp_path: Path) -> None:
     from relabel.routing import cascade_curve
 
     human, student, teacher = _labeled_frames()
-    labels = pd.concat([student.assign(labeler_id="student:x", role="student"),
-                                          teacher.assign(labeler_id="teacher:y", role="teacher")])
+    labels = pd.concat(
+        [student.assign(labeler_id="student:x", role="student"), teacher.assign(labeler_id="teacher:y", role="teacher")]
+    )
     report = build_report(human, labels, n_resamples=20)
     report.cascade = cascade_curve(human, student, teacher, shares=(0.0, 0.5, 1.0), seeds=2)
     paths = write_report(report, tmp_path, report_plots(report))
@@ -209,8 +221,17 @@ def test_disagreement_model_learns_where_the_student_is_wrong() -> None:
     wrong = expected > 2.2
     model = fit_disagreement(student_features(expected, thresholds, probabilities), wrong)
     new_expected = np.array([0.2, 2.9, 1.0, 2.7])
-    routing = route(4, 2, "uncertainty", "disagreement", random_share=0.0, probabilities=np.tile(CONFIDENT, (4, 1)),
-                    expected=new_expected, thresholds=thresholds, model=model)
+    routing = route(
+        4,
+        2,
+        "uncertainty",
+        "disagreement",
+        random_share=0.0,
+        probabilities=np.tile(CONFIDENT, (4, 1)),
+        expected=new_expected,
+        thresholds=thresholds,
+        model=model,
+    )
     assert set(np.flatnonzero(routing.teacher)) == {1, 3}
     assert routing.score[1] > 0.5 > routing.score[0]
     with pytest.raises(ValueError, match="agree and disagree"):

@@ -12,15 +12,32 @@ pytestmark = pytest.mark.unit
 
 
 def _row(labeler: str, qid: str, grade: int | None, expected: float | None = None, status: str = "ok") -> dict:
-    return {"pair_source": "pool", "qid": qid, "doc_id": "d", "labeler_id": labeler, "model": labeler,
-            "prompt_id": "p", "prompt_version": "v", "status": status, "grade": grade,
-            "expected_grade": expected if expected is not None else grade, "p0": None, "p1": None, "p2": None,
-            "p3": None, "error": None if status == "ok" else "boom", "latency_s": 1.0}
+    return {
+        "pair_source": "pool",
+        "qid": qid,
+        "doc_id": "d",
+        "labeler_id": labeler,
+        "model": labeler,
+        "prompt_id": "p",
+        "prompt_version": "v",
+        "status": status,
+        "grade": grade,
+        "expected_grade": expected if expected is not None else grade,
+        "p0": None,
+        "p1": None,
+        "p2": None,
+        "p3": None,
+        "error": None if status == "ok" else "boom",
+        "latency_s": 1.0,
+    }
 
 
 def test_majority_vote_mean_expected_grade_and_agreement() -> None:
-    members = [[_row("a", "q1", 3), _row("a", "q2", 0)], [_row("b", "q1", 3), _row("b", "q2", 2)],
-               [_row("c", "q1", 1), _row("c", "q2", None, status="failed")]]
+    members = [
+        [_row("a", "q1", 3), _row("a", "q2", 0)],
+        [_row("b", "q1", 3), _row("b", "q2", 2)],
+        [_row("c", "q1", 1), _row("c", "q2", None, status="failed")],
+    ]
     combined = {r["qid"]: r for r in combine_votes(members, "ensemble")}
     assert combined["q1"]["grade"] == 3 and combined["q1"]["agreement"] == pytest.approx(2 / 3)
     assert combined["q1"]["expected_grade"] == pytest.approx(7 / 3) and combined["q1"]["votes"] == 3

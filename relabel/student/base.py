@@ -157,8 +157,14 @@ def apply_thresholds(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndar
     return np.searchsorted(np.asarray(thresholds), scores, side="left").astype(int)
 
 
-def validation_kappa(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
-                     train_idx: Sequence[int], val_idx: Sequence[int]) -> tuple[float, np.ndarray]:
+def validation_kappa(
+    labeler: Labeler,
+    queries: Sequence[str],
+    docs: Sequence[str],
+    grades: np.ndarray,
+    train_idx: Sequence[int],
+    val_idx: Sequence[int],
+) -> tuple[float, np.ndarray]:
     """Cohen's kappa with the teacher on the validation queries, the student's thresholds fitted on its
     validation scores to the training grade shares (no validation grade used before the comparison)."""
     from sklearn.metrics import cohen_kappa_score
@@ -169,8 +175,14 @@ def validation_kappa(labeler: Labeler, queries: Sequence[str], docs: Sequence[st
     return (0.0 if np.isnan(kappa) else kappa), scores
 
 
-def final_thresholds(labeler: Labeler, queries: Sequence[str], docs: Sequence[str], grades: np.ndarray,
-                     val_idx: Sequence[int], history: Sequence[dict[str, Any]] = ()) -> list[float]:
+def final_thresholds(
+    labeler: Labeler,
+    queries: Sequence[str],
+    docs: Sequence[str],
+    grades: np.ndarray,
+    val_idx: Sequence[int],
+    history: Sequence[dict[str, Any]] = (),
+) -> list[float]:
     """Thresholds matching the teacher's grade shares. Fitted on the validation queries' scores when training
     changed the weights (queries the student never trained on behave like new queries; training queries'
     scores are inflated), on all rows when there is no validation split or the starting weights were kept
@@ -202,8 +214,9 @@ def encoder_inputs(
     return queries, docs, targets, grades, query_group_split(rows, config.val_fraction, config.seed)
 
 
-def training_batches(train_idx: Sequence[int], lengths: Sequence[int], qids: Sequence[str], config: StudentConfig,
-                     rng: random.Random) -> list[list[int]]:
+def training_batches(
+    train_idx: Sequence[int], lengths: Sequence[int], qids: Sequence[str], config: StudentConfig, rng: random.Random
+) -> list[list[int]]:
     """One epoch's batches of row indices under ``config.batching``: ``random`` chunks a shuffle; ``length``
     sorts each window of ``LENGTH_BUCKET_BATCHES`` batches of a shuffle by length before chunking it;
     ``query`` chunks each query's rows sorted by length. The batch order is shuffled in every mode."""
@@ -274,10 +287,13 @@ def parent_checkpoint(config: StudentConfig) -> dict[str, Any] | None:
     if config.recipe == "cross-encoder" and parent.get("objective") != config.objective:
         raise ValueError(f"--init-from {config.init_from} was trained with objective {parent.get('objective')!r}")
     weights = Path(config.init_from) / "model.safetensors"
-    return {"path": str(Path(config.init_from).resolve()),
-            "sha256": file_sha256(weights) if weights.is_file() else None,
-            "recipe": parent["recipe"], "base_model": parent.get("base_model"),
-            "parent": (parent.get("parent") or {}).get("sha256")}
+    return {
+        "path": str(Path(config.init_from).resolve()),
+        "sha256": file_sha256(weights) if weights.is_file() else None,
+        "recipe": parent["recipe"],
+        "base_model": parent.get("base_model"),
+        "parent": (parent.get("parent") or {}).get("sha256"),
+    }
 
 
 def torch_device() -> Any:
@@ -300,11 +316,11 @@ def fit_epochs(
     progress: bool | None = None,
 ) -> tuple[list[dict[str, Any]], float | None]:
     """The epoch loop shared by the encoder recipes: seeded ``training_batches`` (by query when ``qids`` are
-    given), ``batch_loss`` per batch of row indices under ``autocast``, validation kappa with the teacher
-    before training (epoch 0) and after each epoch, the best
-    epoch's weights restored (the starting weights when no epoch beats them), and early stopping after
-    ``patience`` epochs without improvement. ``progress`` shows a bar per epoch (running loss) and the validation
-kappa after it, on stderr (default: when stderr is a terminal). Returns (history, best validation kappa)."""
+        given), ``batch_loss`` per batch of row indices under ``autocast``, validation kappa with the teacher
+        before training (epoch 0) and after each epoch, the best
+        epoch's weights restored (the starting weights when no epoch beats them), and early stopping after
+        ``patience`` epochs without improvement. ``progress`` shows a bar per epoch (running loss) and the validation
+    kappa after it, on stderr (default: when stderr is a terminal). Returns (history, best validation kappa)."""
     train_idx, val_idx = split
     progress = sys.stderr.isatty() if progress is None else progress
     shuffler = random.Random(config.seed)
@@ -326,8 +342,14 @@ kappa after it, on stderr (default: when stderr is a terminal). Returns (history
         losses = []
         started = time.perf_counter()
         batches = training_batches(train_idx, lengths, qids, config, shuffler)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
-                   leave=True, dynamic_ncols=True)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=True,
+            dynamic_ncols=True,
+        )
         for batch in bar:
             with autocast(device, config.precision):
                 loss = batch_loss(batch)
@@ -339,8 +361,11 @@ kappa after it, on stderr (default: when stderr is a terminal). Returns (history
                 bar.set_postfix(loss=f"{np.mean(losses[-PROGRESS_EVERY:]):.4f}")
         for module in modules:
             module.eval()
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                                  "epoch_seconds": time.perf_counter() - started}
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)),
+            "epoch_seconds": time.perf_counter() - started,
+        }
         history.append(record)
         if not val_idx:
             continue
@@ -417,23 +442,29 @@ def read_meta(directory: Path) -> dict[str, Any]:
 def model_card(meta: dict[str, Any], teacher_id: str, data_hash: str) -> str:
     """README.md written next to the weights."""
     history = "\n".join(
-        f"- {h.get('epoch', h.get('step'))}: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if isinstance(v, float))
+        f"- {h.get('epoch', h.get('step'))}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items() if isinstance(v, float))
         for h in meta["history"]
     )
     if meta["recipe"] == "slm":
-        recipe = (f"causal LM SFT with trl (prompt -> grade digit, completion-only loss, "
-                  f"{'LoRA r=' + str(meta['lora_r']) if meta['lora_r'] else 'full fine-tuning'}, "
-                  f"{meta['max_steps']} steps); expected grade from the four digit-token probabilities")
+        recipe = (
+            f"causal LM SFT with trl (prompt -> grade digit, completion-only loss, "
+            f"{'LoRA r=' + str(meta['lora_r']) if meta['lora_r'] else 'full fine-tuning'}, "
+            f"{meta['max_steps']} steps); expected grade from the four digit-token probabilities"
+        )
     else:
         loss = "cross-entropy on the teacher grade distribution" if meta["objective"] == "soft" else "MSE"
         model = "bi-encoder with a cosine grade head" if meta["recipe"] == "bi-encoder" else "cross-encoder"
-        recipe = (f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
-                  f"with the teacher (patience {meta['patience']}; kept epoch {meta.get('best_epoch')}, "
-                  f"0 = the base weights)")
+        recipe = (
+            f"{model}, objective `{meta['objective']}` ({loss}), early stopping on validation kappa "
+            f"with the teacher (patience {meta['patience']}; kept epoch {meta.get('best_epoch')}, "
+            f"0 = the base weights)"
+        )
     parent = meta.get("parent")
-    lineage = (f"- parent checkpoint (fine-tuned from): `{parent['path']}` (weights sha256 `{parent['sha256']}`)\n"
-               if parent else "")
+    lineage = (
+        f"- parent checkpoint (fine-tuned from): `{parent['path']}` (weights sha256 `{parent['sha256']}`)\n"
+        if parent
+        else ""
+    )
     return (
         f"# relabel student ({meta['recipe']})\n\n- base model: `{meta['base_model']}`\n{lineage}"
         f"- teacher: `{teacher_id}`\n"

@@ -44,8 +44,9 @@ class CosineGradeHead(torch.nn.Module):
 
 def embed(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> torch.Tensor:
     """Unit-length mean-pooled embeddings (dynamic padding)."""
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
-                      return_tensors="pt").to(model.device)
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(
+        model.device
+    )
     hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
@@ -54,8 +55,16 @@ def embed(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> 
 class BiEncoderLabeler(Labeler):
     """A loaded bi-encoder student; each distinct query and document is embedded once."""
 
-    def __init__(self, model: Any, tokenizer: Any, head: CosineGradeHead, max_length: int,
-                 thresholds: Sequence[float], batch_size: int = 64, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        head: CosineGradeHead,
+        max_length: int,
+        thresholds: Sequence[float],
+        batch_size: int = 64,
+        precision: str = "auto",
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.head = head.eval()
@@ -69,9 +78,14 @@ class BiEncoderLabeler(Labeler):
         """Load a checkpoint written by ``train_bi_encoder``."""
         meta = read_meta(directory)
         device = torch_device()
-        return cls(AutoModel.from_pretrained(str(directory), dtype=torch.float32).to(device),
-                   AutoTokenizer.from_pretrained(str(directory)), load_head(meta).to(device), meta["max_length"],
-                   meta["thresholds"], precision=meta.get("precision", "auto"))
+        return cls(
+            AutoModel.from_pretrained(str(directory), dtype=torch.float32).to(device),
+            AutoTokenizer.from_pretrained(str(directory)),
+            load_head(meta).to(device),
+            meta["max_length"],
+            meta["thresholds"],
+            precision=meta.get("precision", "auto"),
+        )
 
     def embeddings(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Embedding of every distinct text, in length-sorted batches."""
@@ -115,12 +129,13 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
     head = (load_head(read_meta(Path(config.init_from))) if config.init_from else CosineGradeHead()).to(device)
     queries, docs, targets, grades, (train_idx, val_idx) = encoder_inputs(rows, config)
     targets = targets.to(device)
-    optimizer = torch.optim.AdamW([
-        {"params": model.parameters(), "lr": config.learning_rate, "weight_decay": 0.01},
-        {"params": head.parameters(), "lr": HEAD_LEARNING_RATE, "weight_decay": 0.0},
-    ])
-    labeler = BiEncoderLabeler(model, tokenizer, head, config.max_length, [0.75, 1.5, 2.25],
-                               precision=config.precision)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.parameters(), "lr": config.learning_rate, "weight_decay": 0.01},
+            {"params": head.parameters(), "lr": HEAD_LEARNING_RATE, "weight_decay": 0.0},
+        ]
+    )
+    labeler = BiEncoderLabeler(model, tokenizer, head, config.max_length, [0.75, 1.5, 2.25], precision=config.precision)
     qids = [str(r["qid"]) for r in rows]
     grade_values = torch.arange(4, dtype=torch.float32, device=device)
 
@@ -138,6 +153,17 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
             loss = loss + config.rank_weight * margin_mse(expected, targets[idx] @ grade_values, [qids[i] for i in idx])
         return loss
 
-    return fit_and_save([model, head], optimizer, batch_loss, labeler, (queries, docs), grades, (train_idx, val_idx),
-                        config, tokenizer, out_dir,
-                        lambda: {"head": {k: v.cpu().tolist() for k, v in head.state_dict().items()}}, qids)
+    return fit_and_save(
+        [model, head],
+        optimizer,
+        batch_loss,
+        labeler,
+        (queries, docs),
+        grades,
+        (train_idx, val_idx),
+        config,
+        tokenizer,
+        out_dir,
+        lambda: {"head": {k: v.cpu().tolist() for k, v in head.state_dict().items()}},
+        qids,
+    )

@@ -25,11 +25,18 @@ from relabel.student.base import (
 )
 
 
-def encode(tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int,
-           device: Any) -> Any:
+def encode(
+    tokenizer: Any, queries: Sequence[str], docs: Sequence[str], idx: Sequence[int], max_length: int, device: Any
+) -> Any:
     """A dynamically padded batch of (query, document) pairs."""
-    return tokenizer([queries[i] for i in idx], [docs[i] for i in idx], padding=True, truncation="only_second",
-                     max_length=max_length, return_tensors="pt").to(device)
+    return tokenizer(
+        [queries[i] for i in idx],
+        [docs[i] for i in idx],
+        padding=True,
+        truncation="only_second",
+        max_length=max_length,
+        return_tensors="pt",
+    ).to(device)
 
 
 def head_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -54,8 +61,15 @@ def set_inference_threads() -> None:
 class CrossEncoderLabeler(Labeler):
     """A loaded cross-encoder student."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_length: int, thresholds: Sequence[float],
-                 batch_size: int = 32, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_length: int,
+        thresholds: Sequence[float],
+        batch_size: int = 32,
+        precision: str = "auto",
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -69,8 +83,13 @@ class CrossEncoderLabeler(Labeler):
         meta = read_meta(directory)
         model = AutoModelForSequenceClassification.from_pretrained(str(directory), dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        return cls(model.to(torch_device()), tokenizer, meta["max_length"], meta["thresholds"],
-                   precision=meta.get("precision", "auto"))
+        return cls(
+            model.to(torch_device()),
+            tokenizer,
+            meta["max_length"],
+            meta["thresholds"],
+            precision=meta.get("precision", "auto"),
+        )
 
     def probabilities(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
         """(n, 4) grade probabilities; batches sorted by length to cut padding, no autograd."""
@@ -119,5 +138,16 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
             loss = loss + config.rank_weight * margin_mse(expected, targets[idx] @ grade_values, [qids[i] for i in idx])
         return loss
 
-    return fit_and_save([model], optimizer, batch_loss, labeler, (queries, docs), grades, (train_idx, val_idx),
-                        config, tokenizer, out_dir, qids=qids)
+    return fit_and_save(
+        [model],
+        optimizer,
+        batch_loss,
+        labeler,
+        (queries, docs),
+        grades,
+        (train_idx, val_idx),
+        config,
+        tokenizer,
+        out_dir,
+        qids=qids,
+    )

@@ -79,8 +79,15 @@ def prompt_messages(query: str, title: str, text: str, max_doc_chars: int) -> li
 class SLMLabeler(Labeler):
     """A loaded SLM student."""
 
-    def __init__(self, model: Any, tokenizer: Any, thresholds: Sequence[float], max_doc_chars: int,
-                 max_length: int, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        thresholds: Sequence[float],
+        max_doc_chars: int,
+        max_length: int,
+        batch_size: int = 8,
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         # the digit is read after the last prompt token: pad and, if ever needed, cut on the left
@@ -105,8 +112,9 @@ class SLMLabeler(Labeler):
     def prompts(self, queries: Sequence[str], docs: Sequence[str]) -> list[str]:
         """Chat-formatted prompts ending where the assistant's digit goes."""
         return [
-            self.tokenizer.apply_chat_template(prompt_messages(q, "", d, self.max_doc_chars), tokenize=False,
-                                               add_generation_prompt=True)
+            self.tokenizer.apply_chat_template(
+                prompt_messages(q, "", d, self.max_doc_chars), tokenize=False, add_generation_prompt=True
+            )
             for q, d in zip(queries, docs, strict=True)
         ]
 
@@ -118,9 +126,14 @@ class SLMLabeler(Labeler):
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt",
-                                       add_special_tokens=False).to(self.model.device)
+                batch = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                    add_special_tokens=False,
+                ).to(self.model.device)
                 logits = self.model(**batch).logits[:, -1, self.digit_ids].float()
                 out[idx] = torch.softmax(logits, dim=-1).double().cpu().numpy()
         return out
@@ -153,8 +166,13 @@ def train_slm(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Pa
     if config.lora_r:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
-                                 task_type="CAUSAL_LM", lora_dropout=0.0)
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=2 * config.lora_r,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+            lora_dropout=0.0,
+        )
     scratch = tempfile.mkdtemp(prefix="relabel-sft-")
     args = SFTConfig(
         output_dir=scratch,
@@ -174,8 +192,9 @@ def train_slm(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Pa
         disable_tqdm=True,
     )
     started = time.perf_counter()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
     trainer.train()
     shutil.rmtree(scratch, ignore_errors=True)
     trained = trainer.model
