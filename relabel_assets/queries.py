@@ -10,7 +10,7 @@ from relabel.query_stats import candidate_diversity, difficulty, difficulty_by_t
 from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index, seed_ranks
 from relabel.warehouse import read_table, replace_table
-from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
 
@@ -28,6 +28,7 @@ def synthetic_queries(
     reason. Metadata: diversity, length, type mix and BM25 difficulty (from an in-memory index built like
     ``bm25_index``). LLM answers are cached in DuckDB, so re-runs cost nothing."""
     started = time.perf_counter()
+    guard_full_rebuild(duckdb, settings.rebootstrap, "synthetic_queries")
     client = llm.client("queries")
     with duckdb.get_connection() as conn:
         documents = read_table(conn, "seed_corpus").to_dict("records")

@@ -1,17 +1,18 @@
 """teacher_labels: the teacher LLM's 0-3 grade for every candidate-pool pair and every judged pair."""
 
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.grading import label_pairs
 from relabel.incremental import TABLES_DDL
-from relabel.teacher_votes import combine_votes, recorded_teacher_rows
+from relabel.teachers import TeacherGrades, grade_with_teachers
 from relabel.warehouse import replace_table
-from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
 
@@ -46,6 +47,31 @@ LABEL_COLUMNS = [
 ]
 
 
+def teacher_grades(
+    conn: duckdb.DuckDBPyConnection,
+    pairs: list[dict],
+    llm: LLMGateway,
+    settings: PipelineSettings,
+    log: Callable[[str], Any] | None = None,
+) -> TeacherGrades:
+    """The teacher the settings choose (recorded runs, with or without the LLM fallback; the LLM teacher with
+    ensemble members and samples), for the full pipeline and inbox batches alike; one budget and one rate
+    limit for every model and sample."""
+    return grade_with_teachers(
+        conn,
+        pairs,
+        runs=settings.teacher_runs,
+        clients=[llm.client(model=model) for model in llm.teacher_models()],
+        samples_per_model=llm.samples_per_model,
+        sample_temperature=llm.sample_temperature,
+        use_logprobs=llm.use_logprobs,
+        max_doc_chars=settings.max_doc_chars,
+        policy=llm.policy(),
+        fallback=settings.teacher_runs_fallback,
+        progress=None if log is None else lambda model, n: n % 25 == 0 and log(f"{model}: graded {n}/{len(pairs)}"),
+    )
+
+
 @dg.asset(
     deps=["candidate_pools", "human_benchmark"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL, group_name="labeling"
 )
@@ -59,35 +85,12 @@ def teacher_labels(
     samples (or recorded labelings, ``RELABEL_TEACHER_RUNS``) are combined by vote, members kept in
     ``teacher_label_votes``. Answers are cached in DuckDB and every call is logged in ``llm_calls``."""
     started = time.perf_counter()
+    guard_full_rebuild(duckdb, settings.rebootstrap, "teacher_labels")
     with duckdb.get_connection() as conn:
         pairs = conn.execute(PAIRS_SQL).df().to_dict("records")
-        members: list[list[dict]] = [recorded_teacher_rows(pairs, Path(run)) for run in settings.teacher_runs]
-        calls = 0
-        if not settings.teacher_runs:
-            policy = llm.policy()  # one budget and one rate limit for every model and sample
-            for model in llm.teacher_models():
-                client = llm.client(model=model)
-                for sample in range(llm.samples_per_model):
-                    context.log.info(f"grading {len(pairs)} pairs with {model} (sample {sample + 1})")
-                    members.append(
-                        label_pairs(
-                            conn,
-                            client,
-                            pairs,
-                            use_logprobs=llm.use_logprobs,
-                            max_doc_chars=settings.max_doc_chars,
-                            policy=policy,
-                            sample=sample,
-                            temperature=llm.sample_temperature if llm.samples_per_model > 1 else 0.0,
-                            progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),
-                        )
-                    )
-                calls += client.calls_made
-        votes = pd.DataFrame([row for rows in members for row in rows], columns=LABEL_COLUMNS)
-        if len(members) > 1:
-            rows = combine_votes(members, "ensemble:" + "+".join(sorted(votes["labeler_id"].unique())))
-        else:
-            rows = members[0]
+        grades = teacher_grades(conn, pairs, llm, settings, context.log.info)
+        calls, rows = grades.calls, grades.rows
+        votes = pd.DataFrame(grades.votes, columns=LABEL_COLUMNS)
         replace_table(conn, "teacher_label_votes", votes)
         # training_set also reads the teacher's labels of inbox batches: make sure that table exists
         conn.execute(TABLES_DDL["inbox_teacher_labels"])
@@ -102,9 +105,9 @@ def teacher_labels(
         teachers=dg.MetadataValue.json(sorted(votes["labeler_id"].unique())),
         status_counts=dg.MetadataValue.json(status),
         parse_failure_rate=dg.MetadataValue.float(round(status.get("unparsed", 0) / max(len(frame), 1), 4)),
-        mean_vote_agreement=dg.MetadataValue.float(round(float(frame["agreement"].mean()), 4))
-        if len(members) > 1
-        else dg.MetadataValue.float(1.0),
+        mean_vote_agreement=dg.MetadataValue.float(
+            round(float(frame["agreement"].mean()), 4) if frame["agreement"].notna().any() else 1.0
+        ),
         grade_distribution=dg.MetadataValue.json(
             frame.loc[frame.status == "ok", "grade"].astype(int).value_counts().sort_index().to_dict()
         ),

@@ -45,6 +45,13 @@ class PipelineSettings(dg.ConfigurableResource):
     teacher_uncertainty: str = "entropy"
     teacher_random_slice: float = 0.1
     bm25_update: str = "incremental"
+    # a changed document's query is retired when the new version covers less than this share of its stemmed
+    # content words (and less than the old version did)
+    query_fit_min_coverage: float = 0.5
+    # relabel_job after inbox batches: refuse (False) or rebuild and re-bootstrap relevance_labels (True)
+    rebootstrap: bool = False
+    # with recorded teacher runs: pairs no run covers go to the LLM teacher ("llm") or stay ungraded ("none")
+    teacher_runs_fallback: str = "none"
     retrain_min_teacher_labels: int = 50
     retrain_min_agreement: float = 0.4
     retrain_min_compared_pairs: int = 20
@@ -82,6 +89,9 @@ class PipelineSettings(dg.ConfigurableResource):
             teacher_uncertainty=env("RELABEL_TEACHER_UNCERTAINTY", "entropy"),
             teacher_random_slice=float(env("RELABEL_TEACHER_RANDOM_SLICE", "0.1")),
             bm25_update=env("RELABEL_BM25_UPDATE", "incremental"),
+            query_fit_min_coverage=float(env("RELABEL_QUERY_FIT_MIN_COVERAGE", "0.5")),
+            rebootstrap=env("RELABEL_REBOOTSTRAP", "").strip().lower() in ("1", "true", "yes"),
+            teacher_runs_fallback=env("RELABEL_TEACHER_RUNS_FALLBACK", "none"),
             retrain_min_teacher_labels=int(env("RELABEL_RETRAIN_MIN_TEACHER_LABELS", "50")),
             retrain_min_agreement=float(env("RELABEL_RETRAIN_MIN_AGREEMENT", "0.4")),
             retrain_min_compared_pairs=int(env("RELABEL_RETRAIN_MIN_COMPARED_PAIRS", "20")),

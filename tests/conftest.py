@@ -18,11 +18,24 @@ from resources.settings import PipelineSettings  # noqa: E402
 from tests import scripted_llm  # noqa: E402
 
 ASSET_NAMES = {
-    "seed_corpus", "synthetic_queries", "bm25_index", "candidate_pools", "teacher_labels", "training_set",
-    "student_checkpoint", "student_labels", "human_benchmark", "agreement_report",
+    "seed_corpus",
+    "synthetic_queries",
+    "bm25_index",
+    "candidate_pools",
+    "teacher_labels",
+    "training_set",
+    "student_checkpoint",
+    "student_labels",
+    "human_benchmark",
+    "agreement_report",
+    "baseline_imports",
 }
 INCREMENTAL_ASSET_NAMES = {
-    "inbox_documents", "inbox_bm25_index", "inbox_queries", "inbox_candidate_pairs", "inbox_teacher_labels",
+    "inbox_documents",
+    "inbox_bm25_index",
+    "inbox_queries",
+    "inbox_candidate_pairs",
+    "inbox_teacher_labels",
     "relevance_labels",
 }
 SHARED = Path(__file__).resolve().parents[2] / "shared"

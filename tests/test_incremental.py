@@ -183,11 +183,25 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
     sampled2 = -(-pairs2 // 2)
     assert len(scripted_llm.calls) == 2 + sampled2, "queries for the changed and the new document, teacher sample"
     assert retired["document_changed"] + retired["document_deleted"] == labels_v1
+    # the deleted document's queries are retired, and with them the labels of their pairs on other documents;
+    # the changed document kept its title, so its queries still fit and stay current
     assert retired == {
         "document_changed": retired["document_changed"],
         "document_deleted": retired["document_deleted"],
+        "query_document_deleted": 2,
         "superseded_by_teacher": sampled2,
     }
+    assert rows(
+        db,
+        "select retired_by_batch, retired_reason, count(*) from label_queries "
+        "where retired_at is not null group by 1, 2",
+    ) == [(batch2, "document_deleted", 2)]
+    assert rows(db, "select count(*) from label_queries where doc_id = 'inbox/wifi.txt' and retired_at is null") == [
+        (0,)
+    ]
+    assert rows(db, "select count(*) from label_queries where doc_id = 'inbox/badge.md' and retired_at is null") == [
+        (4,)
+    ]
     assert (
         count(db, "select count(*) from relevance_labels where doc_id = 'inbox/wifi.txt' and retired_at is null") == 0
     )
@@ -198,13 +212,13 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
         db, f"select distinct labeler_id from relevance_labels where batch_id = '{batch1}' and labeler_kind = 'student'"
     ) == [(f"student:{stale[0][0]}",)]
     assert count(db, "select count(*) from relevance_labels where retired_at is null") == (
-        baseline_labels + pairs1 - labels_v1 + pairs2
+        baseline_labels + pairs1 - labels_v1 - 2 + pairs2
     )
     # the exact figures of this scenario (scripted LLM, tiny corpus): 30 baseline pool labels, 11 new pairs in
     # batch 1 (8 pool pairs of 4 new queries + 3 existing queries whose top-3 a new document entered), 6 in
-    # batch 2; 7 labels retired with the changed and the deleted document
+    # batch 2; 7 labels retired with the changed and the deleted document, 2 more with the deleted one's queries
     assert (base["candidate_pools"], baseline_labels, pairs1, entered1, pairs2, labels_v1) == (30, 30, 11, 3, 6, 7)
-    assert count(db, "select count(*) from relevance_labels where retired_at is null") == 40
+    assert count(db, "select count(*) from relevance_labels where retired_at is null") == 38
     # baseline student + teacher rows, then student + teacher rows per batch: every label ever made is kept
     assert count(db, "select count(*) from relevance_labels") == 2 * 30 + (11 + 6) + (6 + 3)
     failed = [
@@ -342,8 +356,15 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     from relabel_assets.incremental import BATCH_PAIRS_SQL
 
     root = copy_baseline(baseline, tmp_path)
-    resources = incremental_resources(root, baseline / "corpus", baseline / "judgments", teacher_sample_rate=0.3,
-                                      teacher_routing="uncertainty", teacher_random_slice=0.0, incremental_top_k=3)
+    resources = incremental_resources(
+        root,
+        baseline / "corpus",
+        baseline / "judgments",
+        teacher_sample_rate=0.3,
+        teacher_routing="uncertainty",
+        teacher_random_slice=0.0,
+        incremental_top_k=3,
+    )
     db = resources["duckdb"].database
     defs = build_definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
@@ -354,8 +375,11 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     result, _ = run_sensor(defs, instance, "inbox_sensor", None)
     batch = result.run_requests[0].partition_key
     instance.add_dynamic_partitions("inbox_batches", [batch])
-    assert defs.resolve_job_def("incremental_relabel_job").execute_in_process(partition_key=batch,
-                                                                              instance=instance).success
+    assert (
+        defs.resolve_job_def("incremental_relabel_job")
+        .execute_in_process(partition_key=batch, instance=instance)
+        .success
+    )
 
     # recompute the student's uncertainty on the batch's pairs independently of the routing code
     with duckdb.connect(db, read_only=True) as conn:
@@ -364,7 +388,8 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     labeler = load_student(Path(path))
     _, _, probabilities = labeler.predict_with_probabilities(
         pairs["query_text"].tolist(),
-        [pair_text({"title": t, "doc_text": x}) for t, x in zip(pairs["title"], pairs["text"], strict=True)])
+        [pair_text({"title": t, "doc_text": x}) for t, x in zip(pairs["title"], pairs["text"], strict=True)],
+    )
     h = entropy(probabilities)
     budget = -(-3 * len(pairs) // 10)
     assert 0 < budget < len(pairs)
@@ -374,12 +399,21 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
     in_graded = np.array([k in graded for k in keys])
     assert h[in_graded].min() >= h[~in_graded].max() - 1e-6, "the teacher graded the least sure pairs"
 
-    routed = rows(db, f"select routing_reason, count(*) from inbox_routing where batch_id = '{batch}' "
-                      "group by 1 order by 1")
+    routed = rows(
+        db, f"select routing_reason, count(*) from inbox_routing where batch_id = '{batch}' group by 1 order by 1"
+    )
     assert routed == [("student", len(pairs) - budget), ("uncertain", budget)]
-    provenance = dict(rows(db, f"select labeler_kind, string_agg(distinct routing_reason) from relevance_labels "
-                               f"where batch_id = '{batch}' and retired_at is null group by 1"))
+    provenance = dict(
+        rows(
+            db,
+            f"select labeler_kind, string_agg(distinct routing_reason) from relevance_labels "
+            f"where batch_id = '{batch}' and retired_at is null group by 1",
+        )
+    )
     assert provenance == {"teacher": "uncertain", "student": "student"}
-    scores = rows(db, f"select routing_score from relevance_labels where batch_id = '{batch}' and retired_at is null "
-                      "and labeler_kind = 'teacher' order by routing_score")
+    scores = rows(
+        db,
+        f"select routing_score from relevance_labels where batch_id = '{batch}' and retired_at is null "
+        "and labeler_kind = 'teacher' order by routing_score",
+    )
     assert scores[0][0] == pytest.approx(float(np.sort(h)[-budget]), abs=1e-4)
