@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel import incremental as inc
-from relabel_assets.common import WRITER_POOL
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild
 from resources.settings import PipelineSettings
 
 
@@ -26,9 +26,9 @@ def baseline_imports(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     import that changed anything."""
     started = time.perf_counter()
     now = pd.Timestamp.now()
+    pending = guard_full_rebuild(duckdb, settings.rebootstrap, "baseline_imports")
     with duckdb.get_connection() as conn:
         inc.ensure_tables(conn)
-        pending = inc.guard_full_rebuild(conn, settings.rebootstrap, "baseline_imports", now)
         conn.execute("begin transaction")
         if not conn.execute("select count(*) from document_versions").fetchall()[0][0]:
             inc.import_baseline(conn, now)

@@ -42,8 +42,17 @@ def read_sql(duckdb: DuckDBResource, sql: str, params: list[Any] | None = None) 
         return conn.execute(sql, params or []).df()
 
 
-def guard_full_rebuild(duckdb: DuckDBResource, rebootstrap: bool, asset: str) -> None:
+def guard_full_rebuild(duckdb: DuckDBResource, rebootstrap: bool, asset: str) -> str | None:
     """Before a full-pipeline asset rewrites a table the incremental baseline came from: refuse when inbox batches
-    were labeled on top of it, unless ``RELABEL_REBOOTSTRAP`` asks to rebuild (``inc.guard_full_rebuild``)."""
+    were labeled on top of it, unless ``RELABEL_REBOOTSTRAP`` asks to rebuild (``inc.guard_full_rebuild``); returns
+    the pending re-bootstrap's id, if any. The refusal is raised after the connection is closed (the resource's
+    connection is not closed when an exception leaves it)."""
+    refused: RuntimeError | None = None
     with duckdb.get_connection() as conn:
-        inc.guard_full_rebuild(conn, rebootstrap, asset, pd.Timestamp.now())
+        try:
+            pending = inc.guard_full_rebuild(conn, rebootstrap, asset, pd.Timestamp.now())
+        except RuntimeError as error:
+            refused, pending = error, None
+    if refused is not None:
+        raise refused
+    return pending

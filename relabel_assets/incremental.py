@@ -115,6 +115,13 @@ def inbox_documents(
     now = pd.Timestamp.now()
     with duckdb.get_connection() as conn:
         inc.ensure_tables(conn)
+        pending = inc.pending_rebootstrap(conn)
+    if pending is not None:  # raised outside the connection, which an exception would leave open
+        raise RuntimeError(
+            f"relabel_job is rebuilding the baseline (re-bootstrap {pending} pending): run this batch again "
+            "once relabel_job has finished"
+        )
+    with duckdb.get_connection() as conn:
         done = conn.execute("select * from inbox_batches where batch_id = ?", [batch_id]).df()
         if len(done):
             return dg.MaterializeResult(
@@ -124,12 +131,6 @@ def inbox_documents(
         if later:
             raise RuntimeError(f"batch {batch_id} arrives after the later batch {later[0][0]} was ingested")
         conn.execute("begin transaction")
-        pending = inc.pending_rebootstrap(conn)
-        if pending is not None:
-            raise RuntimeError(
-                f"relabel_job is rebuilding the baseline (re-bootstrap {pending} pending): run this batch again "
-                "once relabel_job has finished"
-            )
         if not conn.execute("select count(*) from document_versions").fetchall()[0][0]:
             inc.import_baseline(conn, now)
         parsed: dict[str, Document] = {}
