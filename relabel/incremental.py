@@ -26,7 +26,7 @@ import pandas as pd
 from relabel.documents import SUPPORTED_SUFFIXES, iter_source_files
 from relabel.paths import file_sha256
 from relabel.query_stats import content_terms
-from relabel.retrieval import BM25Index, passage_texts, tokenize
+from relabel.retrieval import BM25Index, passage_texts, tokenize, top_indices
 from relabel.routing import random_order, route
 
 MANIFEST_FILE = "manifest.json"
@@ -90,6 +90,9 @@ TABLES_DDL = {
             import_id varchar primary key, status varchar, requested_at timestamp, completed_at timestamp,
             inbox_batches integer, documents_changed integer, queries_added integer, queries_retired integer,
             labels_added integer, labels_retired integer, detail varchar)""",
+    "query_top_k": """
+        create table if not exists query_top_k (
+            qid varchar primary key, doc_ids varchar, k integer, batch_id varchar, updated_at timestamp)""",
     "student_checkpoint_registry": """
         create table if not exists student_checkpoint_registry (
             checkpoint_id varchar primary key, path varchar, sha256 varchar, created_at timestamp,
@@ -973,3 +976,104 @@ def _live_baseline_and_current(
         ).fetchall()
     }
     return [r for r in baseline_rows if r["qid"] in live], current
+
+
+# ---------------------------------------------------------------- incremental re-retrieval
+
+
+@dataclass
+class Reretrieval:
+    """What re-retrieving existing queries found: entering pairs, each retrieved query's new top-k (doc ids) to
+    store, and how many queries were scored, ruled out by the bound, or searched in full."""
+
+    entering: list[dict[str, Any]]
+    top_k: dict[str, list[str]]
+    scored: int
+    ruled_out: int
+    searched: int
+
+
+def reretrieve(
+    index: BM25Index,
+    queries: Sequence[tuple[str, str]],
+    new_docs: Mapping[str, str],
+    new_tokens: Iterable[list[list[str]]],
+    stored: Mapping[str, Sequence[str]],
+    k: int,
+) -> Reretrieval:
+    """(existing query, new document) pairs whose document enters the query's top ``k`` in ``index``, exactly as
+    a full search would find them, at a cost that does not grow with the corpus for most queries.
+
+    ``queries``: (qid, text) of the existing queries; only those sharing a stemmed term with a new document
+    (``new_tokens``: the new versions' passage tokens, as indexed) are scored (one sparse sum over the query's
+    postings). ``stored`` holds each query's top-k doc ids from its last search: their scores in the new index
+    are a lower bound on the query's k-th best score among the documents that were there before, so when every
+    new document scores strictly below it none can enter and the full search (maxP over every document, top-k)
+    is skipped. A query without a stored top-k (or whose stored documents are gone) is searched in full.
+    Returns the entering pairs and the new top-k of every query searched in full."""
+    position = {doc_id: i for i, doc_id in enumerate(index.doc_ids)}
+    ends = np.append(index.starts[1:], index.n_passages)
+    new_positions = [position[d] for d in new_docs if d in position]
+    vocabulary = {token for doc in new_tokens for passage in doc for token in passage}
+    out = Reretrieval([], {}, 0, 0, 0)
+    if not new_positions:
+        return out
+    texts = [text for _, text in queries]
+    for (qid, _), tokens in zip(queries, tokenize(texts) if texts else [], strict=True):
+        if not tokens or vocabulary.isdisjoint(tokens):
+            continue
+        out.scored += 1
+        passages = np.asarray(index.retriever.get_scores(tokens))
+
+        def score(i: int, passages: np.ndarray = passages) -> float:
+            return float(passages[index.starts[i] : ends[i]].max())
+
+        best_new = max(score(i) for i in new_positions)
+        if best_new <= 0:
+            out.ruled_out += 1
+            continue
+        known = [position[d] for d in stored.get(qid, ()) if d in position and d not in new_docs]
+        if len(known) >= k and best_new < sorted(score(i) for i in known)[-k]:
+            out.ruled_out += 1
+            continue
+        out.searched += 1
+        scores = np.maximum.reduceat(passages, index.starts)
+        top = [int(i) for i in top_indices(scores, k) if scores[i] > 0]
+        out.top_k[qid] = [index.doc_ids[i] for i in top]
+        out.entering += entering_pairs([[(index.doc_ids[i], float(scores[i])) for i in top]], [qid], new_docs)
+    return out
+
+
+def top_k_of(index: BM25Index, queries: Sequence[tuple[str, str]], k: int) -> dict[str, list[str]]:
+    """Each query's top-k doc ids (score > 0) in ``index`` by a full search."""
+    if not queries:
+        return {}
+    results = index.search([text for _, text in queries], k)
+    return {qid: [doc_id for doc_id, _ in hits] for (qid, _), hits in zip(queries, results, strict=True)}
+
+
+def load_top_k(conn: Any, k: int) -> dict[str, list[str]]:
+    """The stored top-k of every current query (stored with the same k; another k is not a valid bound)."""
+    rows = conn.execute(
+        "select t.qid, t.doc_ids from query_top_k t join label_queries q using (qid) "
+        "where q.retired_at is null and t.k = ?",
+        [k],
+    ).fetchall()
+    return {qid: json.loads(doc_ids) for qid, doc_ids in rows}
+
+
+def store_top_k(conn: Any, top_k: Mapping[str, Sequence[str]], k: int, batch_id: str, now: pd.Timestamp) -> None:
+    """Keep the new top-k of the queries searched in this batch (replacing what was stored for them)."""
+    if not top_k:
+        return
+    frame = pd.DataFrame(
+        [
+            {"qid": q, "doc_ids": json.dumps(list(d)), "k": k, "batch_id": batch_id, "updated_at": now}
+            for q, d in top_k.items()
+        ]
+    )
+    conn.register("_top_k", frame)
+    try:
+        conn.execute("insert or replace into query_top_k select qid, doc_ids, k, batch_id, updated_at from _top_k")
+    finally:
+        conn.unregister("_top_k")

@@ -17,7 +17,7 @@ from relabel import incremental as inc
 from relabel.documents import Document, DocumentError, read_document
 from relabel.paths import file_sha256
 from relabel.query_synthesis import synthesize_queries
-from relabel.retrieval import BM25Index
+from relabel.retrieval import BM25Index, near_duplicate_candidates, passage_texts, tokenize
 from relabel.student import load_student, pair_text
 from relabel.warehouse import table_exists
 from relabel_assets.common import WRITER_POOL, read_sql
@@ -35,6 +35,9 @@ NEW_VERSIONS_SQL = (
     "and retired_at is null order by doc_id"
 )
 CURRENT_DOCS_SQL = "select * from document_versions where retired_at is null and not is_tombstone order by doc_id"
+CURRENT_KEYS_SQL = (
+    "select doc_id, content_hash from document_versions where retired_at is null and not is_tombstone order by doc_id"
+)
 
 
 def _asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
@@ -236,11 +239,20 @@ def inbox_bm25_index(
     if settings.bm25_update not in ("incremental", "rebuild"):
         raise ValueError(f"bm25_update must be 'incremental' or 'rebuild', got {settings.bm25_update!r}")
     with duckdb.get_connection() as conn:
-        documents = conn.execute(CURRENT_DOCS_SQL).df().to_dict("records")
         previous = conn.execute(
             "select path from inbox_bm25_index where batch_id < ? order by batch_id desc limit 1", [batch_id]
         ).fetchall()
-    cached = inc.load_tokens(Path(previous[0][0])) if previous and settings.bm25_update == "incremental" else {}
+        cached = inc.load_tokens(Path(previous[0][0])) if previous and settings.bm25_update == "incremental" else {}
+        # only versions without stored tokens are read in full (their text is tokenized)
+        documents = conn.execute(CURRENT_KEYS_SQL).df().to_dict("records")
+        pending = pd.DataFrame({"doc_id": [d["doc_id"] for d in documents if inc.version_key(d) not in cached]})
+        full = {}
+        if len(pending):
+            conn.register("_pending", pending)
+            sql = CURRENT_DOCS_SQL.replace("order by", "and doc_id in (select doc_id from _pending) order by")
+            full = {r["doc_id"]: r for r in conn.execute(sql).df().to_dict("records")}
+            conn.unregister("_pending")
+    documents = [full.get(d["doc_id"], d) for d in documents]
     build_started = time.perf_counter()
     index, tokens, tokenized = inc.build_bm25(documents, cached)
     build_seconds = time.perf_counter() - build_started
@@ -339,7 +351,9 @@ def inbox_candidate_pairs(
     """New (query, document version) pairs of the batch in ``label_pairs``: pools (seed, BM25 hard and
     random negatives) for the new queries, and every (existing query, new document) pair that enters the
     existing query's BM25 top-k (``RELABEL_INCREMENTAL_TOP_K``); only queries sharing a term with the new
-    documents are retrieved again. Pairs already labeled are not added again."""
+    documents are scored again, and only those a new document could enter (bound from the top-k stored in
+    ``query_top_k``) are searched in full, with the same result as a full search. Pairs already labeled are not
+    added again."""
     started = time.perf_counter()
     batch_id = context.partition_key
     index_path = _batch_index_path(duckdb, batch_id)
@@ -360,29 +374,54 @@ def inbox_candidate_pairs(
         labeled = conn.execute(
             "select qid, doc_id, content_hash from relevance_labels where retired_at is null"
         ).fetchall()
+        stored_top_k = inc.load_top_k(conn, settings.incremental_top_k)
     hashes = dict(zip(current["doc_id"], current["content_hash"], strict=True))
     texts = dict(zip(current["doc_id"], current["text"], strict=True))
     queries = new_queries.to_dict("records")
-    pools = query_pools(queries, index, texts, settings)
+    # near-copies of the new queries' seeds are looked for among the documents BM25 ranks near each seed
+    seeds = {q["doc_id"] for q in queries}
+    pools = query_pools(queries, index, near_duplicate_candidates(index, texts, seeds), settings)
     for row in pools:
         row["content_hash"] = hashes[row["doc_id"]]
     entering: list[dict] = []
-    retrieved_queries = 0
+    # every current query keeps its top-k: the new queries' now, the existing ones' when they are searched again
+    top_k = inc.top_k_of(
+        index, list(zip(new_queries["qid"], new_queries["query_text"], strict=True)), settings.incremental_top_k
+    )
+    retrieved_queries = ruled_out = searched = 0
     if new_docs and len(existing):
-        tokens = inc.load_tokens(index_path)
-        new_tokens = [tokens[f"{d}@{h}"] for d, h in new_docs.items()]
-        overlap = inc.terms_overlap(existing["query_text"].tolist(), new_tokens)
-        retrieved = existing[overlap]
-        retrieved_queries = len(retrieved)
-        results = index.search(retrieved["query_text"].tolist(), settings.incremental_top_k)
-        entering = inc.entering_pairs(results, retrieved["qid"].tolist(), new_docs)
+        # the new versions' passage tokens, as the index has them (tokenizing them beats loading every token)
+        new_rows = current[current["doc_id"].isin(list(new_docs))].to_dict("records")
+        new_tokens = [tokenize(passage_texts(doc)) for doc in new_rows]
+        found = inc.reretrieve(
+            index,
+            list(zip(existing["qid"], existing["query_text"], strict=True)),
+            new_docs,
+            new_tokens,
+            stored_top_k,
+            settings.incremental_top_k,
+        )
+        entering = found.entering
+        top_k.update(found.top_k)
+        retrieved_queries, ruled_out, searched = found.scored, found.ruled_out, found.searched
+    # a query without a stored top-k (imported with the baseline, or stored with another k) is searched once
+    first_time = [
+        (q, t)
+        for q, t in zip(existing["qid"], existing["query_text"], strict=True)
+        if q not in stored_top_k and q not in top_k
+    ]
+    top_k.update(inc.top_k_of(index, first_time, settings.incremental_top_k))
     pairs = inc.unlabeled_pairs([*pools, *entering], labeled)
     frame = pd.DataFrame(pairs, columns=["qid", "doc_id", "content_hash", "role", "bm25_rank", "bm25_score"])
     with duckdb.get_connection() as conn:
         added = inc.insert_rows(conn, "label_pairs", frame.assign(batch_id=batch_id, created_at=pd.Timestamp.now()))
+        inc.store_top_k(conn, top_k, settings.incremental_top_k, batch_id, pd.Timestamp.now())
     return dg.MaterializeResult(
         metadata={
             "pairs_added": dg.MetadataValue.int(added),
+            "existing_queries_ruled_out_by_bound": dg.MetadataValue.int(ruled_out),
+            "existing_queries_searched_in_full": dg.MetadataValue.int(searched),
+            "queries_top_k_stored_first_time": dg.MetadataValue.int(len(first_time)),
             "pool_pairs": dg.MetadataValue.int(len(pools)),
             "entered_top_k": dg.MetadataValue.int(len(entering)),
             "existing_queries": dg.MetadataValue.int(len(existing)),

@@ -141,3 +141,32 @@ def test_an_old_dagster_yaml_is_upgraded_and_a_hand_edited_one_without_the_limit
     complete = DAGSTER_YAML + "run_monitoring:\n  enabled: true\n"
     (edited / "dagster.yaml").write_text(complete)
     assert ensure_dagster_yaml(edited) is None and (edited / "dagster.yaml").read_text() == complete
+
+
+@pytest.mark.unit
+def test_reretrieval_with_the_stored_top_k_bound_finds_exactly_what_a_full_search_finds() -> None:
+    import random
+
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(60)]
+    docs = [
+        {"doc_id": f"d{i:03d}", "content_hash": f"h{i}", "title": "", "text": " ".join(rng.choices(words, k=30))}
+        for i in range(240)
+    ]
+    queries = [(f"q{i}", " ".join(rng.sample(words, 3))) for i in range(150)]
+    k = 5
+    old_index, tokens, _ = inc.build_bm25(docs[:200])
+    stored = inc.top_k_of(old_index, queries, k)
+    new = docs[200:]
+    new_index, _, _ = inc.build_bm25(docs, tokens)
+    new_docs = {d["doc_id"]: d["content_hash"] for d in new}
+    new_tokens = [[t] for t in inc.tokenize([d["text"] for d in new])]
+    found = inc.reretrieve(new_index, queries, new_docs, new_tokens, stored, k)
+    expected = inc.entering_pairs(new_index.search([t for _, t in queries], k), [q for q, _ in queries], new_docs)
+    key = lambda r: (r["qid"], r["doc_id"], r["bm25_rank"])  # noqa: E731
+    assert sorted(map(key, found.entering)) == sorted(map(key, expected)) and expected
+    assert found.ruled_out > 0 and found.searched < found.scored, "the bound spares full searches"
+    assert all(found.top_k[q] == [d for d, _ in new_index.search([t], k)[0]] for q, t in queries if q in found.top_k)
+    # without a stored top-k every scored query is searched in full, with the same pairs
+    cold = inc.reretrieve(new_index, queries, new_docs, new_tokens, {}, k)
+    assert sorted(map(key, cold.entering)) == sorted(map(key, expected)) and cold.ruled_out < found.ruled_out
