@@ -268,7 +268,23 @@ def main() -> None:
     )
     parser.add_argument("--student", type=Path, help="a bench student checkpoint to reuse (trained once if absent)")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    parser.add_argument(
+        "--plot-only", type=Path, nargs="+", help="no run: plot and tabulate these CSVs of earlier runs together"
+    )
     args = parser.parse_args()
+    if args.plot_only:
+        frame = pd.concat([pd.read_csv(path) for path in args.plot_only], ignore_index=True)
+        frame = frame.sort_values(["batch_docs", "corpus_docs"])
+        plot(frame, args.out)
+        print_table(frame)
+        big = frame[frame.batch_docs == frame.batch_docs.max()]
+        for size, group in frame.groupby("batch_docs"):
+            print(
+                f"batch of {size}: exponent of time vs corpus size {slope(group, 'batch_s_excl_queries')}, "
+                f"BM25+re-retrieval {slope(group, 'bm25_and_retrieval_s')}"
+            )
+        print(f"\nplot: {args.out} ({len(big)} points of the largest batch size)")
+        return
     if not (args.bench / "docs.jsonl").exists():
         sys.exit(f"benchmark not found at {args.bench}: this benchmark needs ../shared/benchmarks (research licence)")
     scripted_llm.register()
