@@ -214,6 +214,7 @@ def run_batch(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | 
         "entered_top_k": int(meta["inbox_candidate_pairs"]["entered_top_k"].value),
         "existing_queries": int(meta["inbox_candidate_pairs"]["existing_queries"].value),
         "queries_retrieved_again": int(meta["inbox_candidate_pairs"]["existing_queries_retrieved"].value),
+        "queries_searched_in_full": int(meta["inbox_candidate_pairs"]["existing_queries_searched_in_full"].value),
         "teacher_recorded": sum(n for labeler, n in teacher if labeler.startswith("recorded:")),
         "teacher_llm": sum(n for labeler, n in teacher if not labeler.startswith("recorded:")),
         "llm_calls": logged_llm_calls(database) - calls_before,
@@ -405,11 +406,13 @@ def print_table(frame: pd.DataFrame) -> None:
         "new_pairs",
         "entered_top_k",
         "queries_retrieved_again",
+        "queries_searched_in_full",
         "teacher_recorded",
         "teacher_llm",
         "llm_calls",
         "duckdb_mb",
     ]
+    columns = [c for c in columns if c in frame.columns]  # CSVs of earlier runs may lack a column
     print("\n| " + " | ".join(columns) + " |")
     print("|" + "---:|" * len(columns))
     for row in frame.to_dict("records"):
