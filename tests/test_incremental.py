@@ -299,7 +299,7 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
         (root / "inbox" / "badge.md").write_text(
             BADGE + "Lost your office badge? Reception prints a replacement badge."
         )
-        deadline = time.monotonic() + 100
+        deadline = time.monotonic() + 300  # daemon start-up alone can take minutes on 2 busy cores
         status = None
         while time.monotonic() < deadline:
             time.sleep(2)
