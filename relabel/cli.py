@@ -28,13 +28,65 @@ telemetry:
 """
 
 
-def _dagster_home() -> Path:
-    """``DAGSTER_HOME`` (default ``<data dir>/dagster_home``) with a dagster.yaml that serializes DuckDB writers."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(paths.data_dir() / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
+# dagster.yaml files earlier versions of relabel wrote: replaced by the current one (the old file is kept)
+OLD_DAGSTER_YAMLS = ("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n",)
+
+
+def missing_limits(config: dict) -> list[str]:
+    """What a parsed dagster.yaml lacks of the limits relabel needs (one DuckDB writer, one inbox batch)."""
+    concurrency = (config or {}).get("concurrency") or {}
+    missing = []
+    if ((concurrency.get("pools") or {}).get("default_limit")) != 1:
+        missing.append("concurrency.pools.default_limit: 1 (one DuckDB writer at a time)")
+    limits = (concurrency.get("runs") or {}).get("tag_concurrency_limits") or []
+    if not any(
+        isinstance(x, dict)
+        and x.get("key") == "relabel/queue"
+        and x.get("value") == "inbox_batches"
+        and x.get("limit") == 1
+        for x in limits
+    ):
+        missing.append(
+            "concurrency.runs.tag_concurrency_limits: relabel/queue=inbox_batches limit 1 (one batch at a time)"
+        )
+    return missing
+
+
+def ensure_dagster_yaml(home: Path) -> str | None:
+    """Write the current dagster.yaml into ``home`` when there is none, or replace one an earlier relabel
+    wrote (kept as ``dagster.yaml.old``); a dagster.yaml edited by hand is left alone. Returns a warning
+    when the file in place lacks the limits relabel needs, else ``None``."""
+    import yaml
+
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
+        return None
+    text = config.read_text()
+    if text in OLD_DAGSTER_YAMLS:
+        config.with_name("dagster.yaml.old").write_text(text)
+        config.write_text(DAGSTER_YAML)
+        return None
+    try:
+        missing = missing_limits(yaml.safe_load(text) or {})
+    except yaml.YAMLError as error:
+        return f"{config} is not valid YAML ({error}); relabel needs:\n{DAGSTER_YAML}"
+    if not missing:
+        return None
+    return (
+        f"{config} was edited by hand and lacks {'; '.join(missing)}: inbox batches may run at the same time and "
+        f"collide on the DuckDB file. Merge this into it:\n{DAGSTER_YAML}"
+    )
+
+
+def _dagster_home() -> Path:
+    """``DAGSTER_HOME`` (default ``<data dir>/dagster_home``) with a dagster.yaml that serializes DuckDB writers
+    and inbox batches (an old one is upgraded, a hand-edited one lacking the limits gets a warning)."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(paths.data_dir() / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    warning = ensure_dagster_yaml(home)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     return home
 
 

@@ -181,6 +181,22 @@ def diversity_outcome(candidates: pd.DataFrame, max_share: float = MAX_COLLAPSED
     return CheckOutcome(name, passed, text, {**stats, "max_share": max_share})
 
 
+def near_duplicate_free(queries: pd.DataFrame, threshold: float = NEAR_DUPLICATE_JACCARD) -> CheckOutcome:
+    """Passes when no two queries (``query_text``, optionally ``qid``) are near-duplicates by the synthesis
+    filter's rule (stemmed content-term Jaccard >= ``threshold``; an inverted index keeps it linear)."""
+    name = f"no_near_duplicates(jaccard>={threshold})"
+    texts = [str(t) for t in queries.get("query_text", pd.Series(dtype=object))]
+    neighbours = _near_duplicate_neighbours(texts, threshold)
+    pairs = sorted({(min(i, j), max(i, j)) for i, found in enumerate(neighbours) for j in found})
+    examples = [[texts[i], texts[j]] for i, j in pairs[:5]]
+    return CheckOutcome(
+        name,
+        not pairs,
+        f"{len(pairs)} near-duplicate pairs among {len(texts)} queries",
+        {"queries": len(texts), "near_duplicate_pairs": len(pairs), "examples": examples},
+    )
+
+
 def difficulty(ranks: Sequence[int | None]) -> dict[str, Any]:
     """How hard the queries are for BM25: share whose seed document ranks 1st, in the top 10, in the
     top 100, is not retrieved at all (no shared term), and the mean reciprocal rank."""

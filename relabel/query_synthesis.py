@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -234,15 +234,20 @@ def synthesize_queries(
     spare: int = 1,
     progress: Callable[[int], None] | None = None,
     policy: CallPolicy | None = None,
+    existing: Iterable[tuple[str, str]] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Accepted queries (with ``query_type``) and rejects (each with ``reason`` and ``detail``) for every
     document. The LLM is asked for ``queries_per_doc + spare`` queries of rotating kinds, so a rejected
     query need not leave a document short; valid queries beyond the quota are rejected as ``over_quota``.
     ``language="en"`` enables the wrong-language filter (any other value disables it). Every call obeys
-    ``policy`` (retries, rate limits, budget): pass one ``CallPolicy.shared()`` for the whole run."""
+    ``policy`` (retries, rate limits, budget): pass one ``CallPolicy.shared()`` for the whole run.
+    ``existing`` ``(doc id, query)`` pairs are queries kept earlier (other batches): a new query that duplicates
+    or nearly duplicates one of them is rejected too."""
     prompt = load_prompt(QUERY_PROMPT)
     ensure_cache(conn)
     query_filter = QueryFilter(examples=prompt_examples(prompt), language=language)
+    for doc_id, text in existing:
+        query_filter.accept(str(text), str(doc_id))
     accepted: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     for index, doc in enumerate(sorted(documents, key=lambda d: d["doc_id"])):

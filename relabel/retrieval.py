@@ -212,6 +212,19 @@ def near_duplicates(
     return dupes
 
 
+def near_duplicate_candidates(
+    index: BM25Index, texts: Mapping[str, str], among: Iterable[str], m: int = 100
+) -> dict[str, str]:
+    """The texts ``near_duplicates`` needs to find the near-copies of ``among`` without shingling the whole
+    corpus: those documents and the ``m`` documents BM25 ranks highest for each one's text (a near-copy shares
+    nearly every word, so it ranks at the top; ``m`` matches the boilerplate cut-off ``max_df``)."""
+    wanted = sorted(set(among) & set(texts))
+    keep = set(wanted)
+    for hits in index.search([texts[d] for d in wanted], m) if wanted else []:
+        keep.update(doc_id for doc_id, _ in hits)
+    return {doc_id: texts[doc_id] for doc_id in keep if doc_id in texts}
+
+
 def build_pools(
     queries: Sequence[Mapping[str, Any]],
     index: BM25Index,

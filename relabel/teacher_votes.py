@@ -31,13 +31,33 @@ def read_recorded_labels(path: Path) -> dict[tuple[str, str], int]:
     return labels
 
 
+INBOX_PREFIXES = ("inbox/", "staging/")
+
+
+def recorded_doc_id(doc_id: str) -> str:
+    """The id a recorded labeling may know a document by: its doc id without an inbox or staging prefix and
+    without its folders and file suffix (``inbox/stream/8412.txt`` -> ``8412``)."""
+    name = doc_id
+    for prefix in INBOX_PREFIXES:
+        name = name.removeprefix(prefix)
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def recorded_grade(labels: dict[tuple[str, str], int], qid: str, doc_id: str) -> int | None:
+    """A recorded grade for (query, document): by the exact doc id, else by ``recorded_doc_id``."""
+    grade = labels.get((qid, doc_id))
+    return labels.get((qid, recorded_doc_id(doc_id))) if grade is None else grade
+
+
 def recorded_teacher_rows(pairs: Sequence[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
-    """Label rows from a recorded labeling (labeler id = file name); pairs it lacks are ``failed``."""
+    """Label rows from a recorded labeling (labeler id = file name); pairs it lacks are ``failed``. A document
+    is found by its doc id, or by its file name without suffix (a corpus or inbox file named after the
+    recorded document id)."""
     labels = read_recorded_labels(path)
     labeler_id = f"recorded:{path.stem}"
     rows = []
     for pair in pairs:
-        grade = labels.get((pair["qid"], pair["doc_id"]))
+        grade = recorded_grade(labels, str(pair["qid"]), str(pair["doc_id"]))
         rows.append(
             {
                 "pair_source": pair["pair_source"],

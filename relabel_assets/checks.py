@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 from relabel import quality
 from relabel.custom_checks import failure_rate_below, pools_hold_seed_and_negative
 from relabel.quality import CheckOutcome
-from relabel.query_stats import diversity_outcome, seed_retrieval_outcome
+from relabel.query_stats import diversity_outcome, near_duplicate_free, seed_retrieval_outcome
 from relabel_assets.common import WRITER_POOL, read_sql
 
 Evaluate = Callable[[pd.DataFrame], CheckOutcome]
@@ -165,5 +165,29 @@ def incremental_checks() -> list[dg.AssetChecksDefinition]:
             sql="select count(*) as n from relevance_labels r join document_versions d on d.doc_id = r.doc_id and "
             "d.content_hash = r.content_hash where r.retired_at is null and d.retired_at is not null",
             description="labels of superseded or deleted document versions are retired",
+        ),
+        table_check(
+            "relevance_labels",
+            "no_current_label_on_a_retired_query",
+            lambda f: between(f, "n", 0, 0),
+            sql="select count(*) as n from relevance_labels r left join label_queries q using (qid) "
+            "where r.retired_at is null and (q.qid is null or q.retired_at is not null)",
+            description="labels of pairs whose query was retired (document deleted, query no longer fits) are retired",
+        ),
+        table_check(
+            "inbox_queries",
+            "no_current_query_of_a_deleted_document",
+            lambda f: between(f, "n", 0, 0),
+            sql="select count(*) as n from label_queries q join document_versions d on d.doc_id = q.doc_id "
+            "and d.retired_at is null where q.retired_at is null and d.is_tombstone",
+            description="the queries of a deleted document are retired",
+        ),
+        table_check(
+            "inbox_queries",
+            "no_near_duplicate_current_queries",
+            near_duplicate_free,
+            blocking=False,
+            sql="select qid, doc_id, query_text from label_queries where retired_at is null",
+            description="no two current queries (any batch) are near-duplicates (stemmed-term Jaccard >= 0.75)",
         ),
     ]

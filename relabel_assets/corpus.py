@@ -7,7 +7,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.documents import Document, scan_directory
-from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from resources.settings import PipelineSettings
 
 DOC_COLUMNS = list(Document.__dataclass_fields__)
@@ -22,6 +22,7 @@ def seed_corpus(
     to ``seed_corpus_quarantine`` with the reason; at most ``max_doc_bytes`` of a file are read (``truncated``
     marks the rest), and the detected ``encoding`` is kept."""
     started = time.perf_counter()
+    guard_full_rebuild(duckdb, settings.rebootstrap, "seed_corpus")
     documents, quarantined = scan_directory(settings.corpus_path(), max_bytes=settings.max_doc_bytes)
     inbox_docs, inbox_quarantined = scan_directory(
         settings.inbox_path(), prefix="inbox/", max_bytes=settings.max_doc_bytes

@@ -8,7 +8,7 @@ import dagster as dg  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from relabel import paths  # noqa: E402
-from relabel_assets import corpus, evaluation, queries, retrieval, student, teacher  # noqa: E402
+from relabel_assets import baseline, corpus, evaluation, queries, retrieval, student, teacher  # noqa: E402
 from relabel_assets.checks import incremental_checks, table_checks  # noqa: E402
 from relabel_assets.incremental import GROUP as INCREMENTAL_GROUP  # noqa: E402
 from relabel_assets.incremental import INCREMENTAL_ASSETS  # noqa: E402
@@ -31,6 +31,7 @@ ALL_ASSETS = [
     student.student_labels,
     evaluation.human_benchmark,
     evaluation.agreement_report,
+    baseline.baseline_imports,
 ]
 
 relabel_job = dg.define_asset_job(
@@ -72,7 +73,7 @@ def build_definitions(
     """Definitions with the given resources (tests pass their own); the sensors start in ``sensor_status``."""
     return dg.Definitions(
         assets=[*ALL_ASSETS, *INCREMENTAL_ASSETS],
-        asset_checks=[*table_checks(), *incremental_checks()],
+        asset_checks=[*table_checks(), *incremental_checks(), baseline.current_labels_equal_the_full_pipelines],
         jobs=[relabel_job, incremental_relabel_job, student_retrain_job],
         sensors=[
             build_inbox_sensor(incremental_relabel_job.name, default_status=sensor_status),

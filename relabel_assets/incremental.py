@@ -15,16 +15,15 @@ from dagster_duckdb import DuckDBResource
 
 from relabel import incremental as inc
 from relabel.documents import Document, DocumentError, read_document
-from relabel.grading import label_pairs
 from relabel.paths import file_sha256
 from relabel.query_synthesis import synthesize_queries
-from relabel.retrieval import BM25Index
+from relabel.retrieval import BM25Index, near_duplicate_candidates, passage_texts, tokenize
 from relabel.student import load_student, pair_text
 from relabel.warehouse import table_exists
 from relabel_assets.common import WRITER_POOL, column_schema, read_sql
 from relabel_assets.partitions import inbox_batches
 from relabel_assets.retrieval import query_pools
-from relabel_assets.teacher import LABEL_COLUMNS
+from relabel_assets.teacher import LABEL_COLUMNS, teacher_grades
 from resources.llm import LLMGateway
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
@@ -36,105 +35,14 @@ NEW_VERSIONS_SQL = (
     "and retired_at is null order by doc_id"
 )
 CURRENT_DOCS_SQL = "select * from document_versions where retired_at is null and not is_tombstone order by doc_id"
+CURRENT_KEYS_SQL = (
+    "select doc_id, content_hash from document_versions where retired_at is null and not is_tombstone order by doc_id"
+)
 
 
 def _asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     """``dg.asset`` partitioned by inbox batch, in the ``incremental`` group, in the DuckDB writer pool."""
     return dg.asset(partitions_def=inbox_batches, pool=WRITER_POOL, group_name=GROUP, **kwargs)
-
-
-def _insert(conn: duckdb_lib.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
-    """Append a frame's rows to ``table`` by column name; in a keyed table, keys already present are skipped."""
-    if frame.empty:
-        return 0
-    conn.register("_rows", frame)
-    try:
-        columns = ", ".join(f'"{c}"' for c in frame.columns)
-        before = conn.execute(f'select count(*) from "{table}"').fetchall()[0][0]
-        keyed = "primary key" in inc.TABLES_DDL[table]
-        conflict = " on conflict do nothing" if keyed else ""
-        conn.execute(f'insert into "{table}" ({columns}) select {columns} from _rows{conflict}')
-        return conn.execute(f'select count(*) from "{table}"').fetchall()[0][0] - before
-    finally:
-        conn.unregister("_rows")
-
-
-def _bootstrap(conn: duckdb_lib.DuckDBPyConnection, now: pd.Timestamp) -> None:
-    """First batch: the full pipeline's documents, queries, pools and labels become version 1 / batch
-    ``baseline`` (the teacher's label is current where it graded the pair, the student's otherwise)."""
-    if not table_exists(conn, "seed_corpus") or not table_exists(conn, "synthetic_queries"):
-        raise RuntimeError(
-            "incremental relabeling starts from the full pipeline's tables: run `relabel run` (relabel_job) once first"
-        )
-    run = conn.execute
-    seed_columns = {
-        c
-        for (c,) in run(
-            "select column_name from information_schema.columns where table_name = 'seed_corpus'"
-        ).fetchall()
-    }
-    read_as = ", ".join(c if c in seed_columns else "null" for c in ("encoding", "source_bytes", "truncated"))
-    run(
-        "insert into document_versions select doc_id, 1, content_hash, 'baseline', 'baseline', false, title, author, "
-        f"path, modified, doc_type, format, text, ?, null, null, {read_as} from seed_corpus",
-        [now],
-    )
-    run(
-        "insert into label_queries select q.qid, q.doc_id, d.content_hash, q.query_type, q.query_text, q.model, "
-        "q.prompt_version, 'baseline', ? from synthetic_queries q join seed_corpus d using (doc_id) "
-        "on conflict do nothing",
-        [now],
-    )
-    if table_exists(conn, "candidate_pools"):
-        run(
-            "insert into label_pairs select p.qid, p.doc_id, d.content_hash, p.role, p.bm25_rank, p.bm25_score, "
-            "'baseline', ? from candidate_pools p join seed_corpus d using (doc_id) on conflict do nothing",
-            [now],
-        )
-    labels = []
-    if table_exists(conn, "student_labels") and table_exists(conn, "student_checkpoint"):
-        labels.append(
-            run(
-                "select s.qid, s.doc_id, d.content_hash, 'student' as labeler_kind, s.labeler_id, "
-                "(select sha256 from student_checkpoint order by created_at desc limit 1) as labeler_version, "
-                "s.grade, s.expected_grade from student_labels s join seed_corpus d using (doc_id) "
-                "where s.pair_source = 'pool'"
-            ).df()
-        )
-    if table_exists(conn, "teacher_labels"):
-        labels.append(
-            run(
-                "select t.qid, t.doc_id, d.content_hash, 'teacher' as labeler_kind, t.labeler_id, "
-                "t.model || ' ' || t.prompt_id || '@' || t.prompt_version as labeler_version, t.grade, "
-                "t.expected_grade from teacher_labels t join seed_corpus d using (doc_id) "
-                "where t.pair_source = 'pool' and t.status = 'ok'"
-            ).df()
-        )
-    rows = [r for frame in labels for r in frame.to_dict("records")]
-    _merge(conn, rows, "baseline", now)
-
-
-def _merge(conn: duckdb_lib.DuckDBPyConnection, rows: list[dict], batch_id: str, now: pd.Timestamp) -> tuple[int, int]:
-    """Merge label rows into ``relevance_labels`` (see ``incremental.merge_labels``); (inserted, retired)."""
-    current = {
-        (q, d, h): kind
-        for q, d, h, kind in conn.execute(
-            "select qid, doc_id, content_hash, labeler_kind from relevance_labels where retired_at is null"
-        ).fetchall()
-    }
-    merge = inc.merge_labels(current, rows)
-    if merge.insert:
-        frame = pd.DataFrame(merge.insert).assign(batch_id=batch_id, labeled_at=now)
-        frame["grade"] = frame["grade"].astype("Int64")
-        _insert(conn, "relevance_labels", frame)
-    for (qid, doc_id, content_hash), kind in merge.retire:
-        conn.execute(
-            "update relevance_labels set retired_at = ?, retired_by_batch = ?, "
-            "retired_reason = 'superseded_by_teacher' "
-            "where qid = ? and doc_id = ? and content_hash = ? and labeler_kind = ? and retired_at is null",
-            [now, batch_id, qid, doc_id, content_hash, kind],
-        )
-    return len(merge.insert), len(merge.retire)
 
 
 def _read_batch_file(folder: Path, doc_id: str, expected_hash: str, max_bytes: int) -> Document:
@@ -149,13 +57,59 @@ def _read_batch_file(folder: Path, doc_id: str, expected_hash: str, max_bytes: i
     return read_document(path, doc_id, max_bytes)
 
 
+def _queries_to_retire(
+    conn: duckdb_lib.DuckDBPyConnection, step: inc.VersionChange, new_doc: Document | None, settings: PipelineSettings
+) -> list[dict]:
+    """The current queries of a changed or deleted document that no longer hold (``inc.queries_to_retire``)."""
+    queries = conn.execute(
+        "select qid, query_text from label_queries where doc_id = ? and retired_at is null", [step.doc_id]
+    ).df()
+    if queries.empty:
+        return []
+    old = conn.execute(
+        "select * from document_versions where doc_id = ? and version = ?", [step.doc_id, step.previous_version]
+    ).df()
+    return inc.queries_to_retire(
+        queries.to_dict("records"),
+        step.change,
+        old.iloc[0].to_dict() if len(old) else None,
+        new_doc.as_row() if new_doc else None,
+        settings.query_fit_min_coverage,
+    )
+
+
+def _retire_queries(conn: duckdb_lib.DuckDBPyConnection, retired: list[dict], batch_id: str, now: pd.Timestamp) -> int:
+    """Mark the queries retired (batch, reason, detail) and retire the current labels of every pair they are in
+    (reason ``query_<reason>``); returns the number of labels retired. Nothing is deleted."""
+    if not retired:
+        return 0
+    conn.register("_retired", pd.DataFrame(retired))
+    try:
+        conn.execute(
+            "update label_queries q set retired_at = ?, retired_by_batch = ?, retired_reason = x.reason, "
+            "retired_detail = x.detail from _retired x where q.qid = x.qid and q.retired_at is null",
+            [now, batch_id],
+        )
+        return int(
+            conn.execute(
+                "update relevance_labels r set retired_at = ?, retired_by_batch = ?, "
+                "retired_reason = 'query_' || x.reason from _retired x where r.qid = x.qid and r.retired_at is null",
+                [now, batch_id],
+            ).fetchall()[0][0]
+        )
+    finally:
+        conn.unregister("_retired")
+
+
 @_asset(kinds={"duckdb", "python"})
 def inbox_documents(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     """Ingest one inbox batch into ``document_versions``: a new file is version 1, a changed file (new content
     hash) a new version, a deleted file a tombstone; superseded versions and their labels in
-    ``relevance_labels`` are retired (never deleted). Unreadable files go to ``inbox_quarantine`` with the
+    ``relevance_labels`` are retired (never deleted), and so are the document's queries that no longer hold
+    (all of them when it is deleted; when changed, those the new version no longer covers) with the labels
+    of every pair they are in, each with batch and reason. Unreadable files go to ``inbox_quarantine`` with the
     reason. The first batch imports the full pipeline's tables as batch ``baseline``."""
     started = time.perf_counter()
     batch_id = context.partition_key
@@ -164,6 +118,13 @@ def inbox_documents(
     now = pd.Timestamp.now()
     with duckdb.get_connection() as conn:
         inc.ensure_tables(conn)
+        pending = inc.pending_rebootstrap(conn)
+    if pending is not None:  # raised outside the connection, which an exception would leave open
+        raise RuntimeError(
+            f"relabel_job is rebuilding the baseline (re-bootstrap {pending} pending): run this batch again "
+            "once relabel_job has finished"
+        )
+    with duckdb.get_connection() as conn:
         done = conn.execute("select * from inbox_batches where batch_id = ?", [batch_id]).df()
         if len(done):
             return dg.MaterializeResult(
@@ -174,7 +135,7 @@ def inbox_documents(
             raise RuntimeError(f"batch {batch_id} arrives after the later batch {later[0][0]} was ingested")
         conn.execute("begin transaction")
         if not conn.execute("select count(*) from document_versions").fetchall()[0][0]:
-            _bootstrap(conn, now)
+            inc.import_baseline(conn, now)
         parsed: dict[str, Document] = {}
         quarantine = []
         for doc_id, content_hash in sorted(manifest.incoming.items()):
@@ -199,9 +160,12 @@ def inbox_documents(
         }
         plan = inc.plan_versions(current, {d: doc.content_hash for d, doc in parsed.items()}, manifest.deleted)
         versions = []
+        retired_queries: list[dict] = []
         for step in plan:
             if step.change in ("unchanged", "missing"):
                 continue
+            if step.change in ("changed", "deleted"):
+                retired_queries += _queries_to_retire(conn, step, parsed.get(step.doc_id), settings)
             if step.previous_version is not None:
                 conn.execute(
                     "update document_versions set retired_at = ?, retired_by_batch = ? "
@@ -225,8 +189,9 @@ def inbox_documents(
                     "created_at": now,
                 }
             )
-        _insert(conn, "document_versions", pd.DataFrame(versions))
-        _insert(conn, "inbox_quarantine", pd.DataFrame(quarantine))
+        inc.insert_rows(conn, "document_versions", pd.DataFrame(versions))
+        inc.insert_rows(conn, "inbox_quarantine", pd.DataFrame(quarantine))
+        labels_of_retired_queries = _retire_queries(conn, retired_queries, batch_id, now)
         counts = {c: sum(s.change == c for s in plan) for c in ("new", "changed", "deleted", "unchanged")}
         conn.execute(
             "insert into inbox_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -247,6 +212,11 @@ def inbox_documents(
         metadata={
             **{f"{k}_documents": dg.MetadataValue.int(v) for k, v in counts.items()},
             "quarantined": dg.MetadataValue.int(len(quarantine)),
+            "queries_retired": dg.MetadataValue.int(len(retired_queries)),
+            "queries_retired_by_reason": dg.MetadataValue.json(
+                pd.Series([q["reason"] for q in retired_queries], dtype=object).value_counts().to_dict()
+            ),
+            "labels_retired_with_their_query": dg.MetadataValue.int(labels_of_retired_queries),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
             **batch_table_metadata(duckdb, "document_versions", batch_id),
         }
@@ -280,11 +250,20 @@ def inbox_bm25_index(
     if settings.bm25_update not in ("incremental", "rebuild"):
         raise ValueError(f"bm25_update must be 'incremental' or 'rebuild', got {settings.bm25_update!r}")
     with duckdb.get_connection() as conn:
-        documents = conn.execute(CURRENT_DOCS_SQL).df().to_dict("records")
         previous = conn.execute(
             "select path from inbox_bm25_index where batch_id < ? order by batch_id desc limit 1", [batch_id]
         ).fetchall()
-    cached = inc.load_tokens(Path(previous[0][0])) if previous and settings.bm25_update == "incremental" else {}
+        cached = inc.load_tokens(Path(previous[0][0])) if previous and settings.bm25_update == "incremental" else {}
+        # only versions without stored tokens are read in full (their text is tokenized)
+        documents = conn.execute(CURRENT_KEYS_SQL).df().to_dict("records")
+        pending = pd.DataFrame({"doc_id": [d["doc_id"] for d in documents if inc.version_key(d) not in cached]})
+        full = {}
+        if len(pending):
+            conn.register("_pending", pending)
+            sql = CURRENT_DOCS_SQL.replace("order by", "and doc_id in (select doc_id from _pending) order by")
+            full = {r["doc_id"]: r for r in conn.execute(sql).df().to_dict("records")}
+            conn.unregister("_pending")
+    documents = [full.get(d["doc_id"], d) for d in documents]
     build_started = time.perf_counter()
     index, tokens, tokenized = inc.build_bm25(documents, cached)
     build_seconds = time.perf_counter() - build_started
@@ -310,7 +289,7 @@ def inbox_bm25_index(
     )
     with duckdb.get_connection() as conn:
         conn.execute("delete from inbox_bm25_index where batch_id = ?", [batch_id])
-        _insert(conn, "inbox_bm25_index", row)
+        inc.insert_rows(conn, "inbox_bm25_index", row)
     return dg.MaterializeResult(
         metadata={
             "n_docs": dg.MetadataValue.int(len(documents)),
@@ -329,7 +308,9 @@ def inbox_queries(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm: LLMGateway, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     """Synthetic queries for the batch's new and changed documents only (same prompt and filters as
-    ``synthetic_queries``), appended to ``label_queries``; rejects go to ``inbox_query_rejects``."""
+    ``synthetic_queries``), appended to ``label_queries``; rejects go to ``inbox_query_rejects``. Duplicates and
+    near-duplicates (stemmed-term Jaccard, inverted index) are tested against every current query of every
+    batch, not only this one's."""
     started = time.perf_counter()
     batch_id = context.partition_key
     client = llm.client("queries")
@@ -342,6 +323,10 @@ def inbox_queries(
             .df()
             .to_dict("records")
         )
+        existing = conn.execute(
+            "select doc_id, query_text from label_queries where retired_at is null and batch_id <> ? order by qid",
+            [batch_id],
+        ).fetchall()
         accepted, rejects = synthesize_queries(
             conn,
             client,
@@ -349,13 +334,14 @@ def inbox_queries(
             queries_per_doc=settings.queries_per_doc,
             max_doc_chars=settings.max_doc_chars,
             policy=llm.policy(),
+            existing=existing,
         )
         hashes = {d["doc_id"]: d["content_hash"] for d in documents}
         frame = pd.DataFrame(accepted, columns=["qid", "doc_id", "query_type", "query_text", "model", "prompt_version"])
         frame = frame.assign(content_hash=frame["doc_id"].map(hashes), batch_id=batch_id, created_at=pd.Timestamp.now())
-        added = _insert(conn, "label_queries", frame)
+        added = inc.insert_rows(conn, "label_queries", frame)
         conn.execute("delete from inbox_query_rejects where batch_id = ?", [batch_id])
-        _insert(
+        inc.insert_rows(
             conn, "inbox_query_rejects", pd.DataFrame(rejects).assign(batch_id=batch_id) if rejects else pd.DataFrame()
         )
     return dg.MaterializeResult(
@@ -363,6 +349,7 @@ def inbox_queries(
             "documents": dg.MetadataValue.int(len(documents)),
             "queries_added": dg.MetadataValue.int(added),
             "rejected": dg.MetadataValue.int(len(rejects)),
+            "current_queries_compared": dg.MetadataValue.int(len(existing)),
             "llm_calls": dg.MetadataValue.int(client.calls_made),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
             **batch_table_metadata(duckdb, "label_queries", batch_id),
@@ -377,7 +364,9 @@ def inbox_candidate_pairs(
     """New (query, document version) pairs of the batch in ``label_pairs``: pools (seed, BM25 hard and
     random negatives) for the new queries, and every (existing query, new document) pair that enters the
     existing query's BM25 top-k (``RELABEL_INCREMENTAL_TOP_K``); only queries sharing a term with the new
-    documents are retrieved again. Pairs already labeled are not added again."""
+    documents are scored again, and only those a new document could enter (bound from the top-k stored in
+    ``query_top_k``) are searched in full, with the same result as a full search. Pairs already labeled are not
+    added again."""
     started = time.perf_counter()
     batch_id = context.partition_key
     index_path = _batch_index_path(duckdb, batch_id)
@@ -386,7 +375,8 @@ def inbox_candidate_pairs(
         current = conn.execute(CURRENT_DOCS_SQL).df()
         new_queries = conn.execute("select * from label_queries where batch_id = ? order by qid", [batch_id]).df()
         existing = conn.execute(
-            "select qid, query_text from label_queries where batch_id <> ? order by qid", [batch_id]
+            "select qid, query_text from label_queries where batch_id <> ? and retired_at is null order by qid",
+            [batch_id],
         ).df()
         new_docs = dict(
             conn.execute(
@@ -397,29 +387,54 @@ def inbox_candidate_pairs(
         labeled = conn.execute(
             "select qid, doc_id, content_hash from relevance_labels where retired_at is null"
         ).fetchall()
+        stored_top_k = inc.load_top_k(conn, settings.incremental_top_k)
     hashes = dict(zip(current["doc_id"], current["content_hash"], strict=True))
     texts = dict(zip(current["doc_id"], current["text"], strict=True))
     queries = new_queries.to_dict("records")
-    pools = query_pools(queries, index, texts, settings)
+    # near-copies of the new queries' seeds are looked for among the documents BM25 ranks near each seed
+    seeds = {q["doc_id"] for q in queries}
+    pools = query_pools(queries, index, near_duplicate_candidates(index, texts, seeds), settings)
     for row in pools:
         row["content_hash"] = hashes[row["doc_id"]]
     entering: list[dict] = []
-    retrieved_queries = 0
+    # every current query keeps its top-k: the new queries' now, the existing ones' when they are searched again
+    top_k = inc.top_k_of(
+        index, list(zip(new_queries["qid"], new_queries["query_text"], strict=True)), settings.incremental_top_k
+    )
+    retrieved_queries = ruled_out = searched = 0
     if new_docs and len(existing):
-        tokens = inc.load_tokens(index_path)
-        new_tokens = [tokens[f"{d}@{h}"] for d, h in new_docs.items()]
-        overlap = inc.terms_overlap(existing["query_text"].tolist(), new_tokens)
-        retrieved = existing[overlap]
-        retrieved_queries = len(retrieved)
-        results = index.search(retrieved["query_text"].tolist(), settings.incremental_top_k)
-        entering = inc.entering_pairs(results, retrieved["qid"].tolist(), new_docs)
+        # the new versions' passage tokens, as the index has them (tokenizing them beats loading every token)
+        new_rows = current[current["doc_id"].isin(list(new_docs))].to_dict("records")
+        new_tokens = [tokenize(passage_texts(doc)) for doc in new_rows]
+        found = inc.reretrieve(
+            index,
+            list(zip(existing["qid"], existing["query_text"], strict=True)),
+            new_docs,
+            new_tokens,
+            stored_top_k,
+            settings.incremental_top_k,
+        )
+        entering = found.entering
+        top_k.update(found.top_k)
+        retrieved_queries, ruled_out, searched = found.scored, found.ruled_out, found.searched
+    # a query without a stored top-k (imported with the baseline, or stored with another k) is searched once
+    first_time = [
+        (q, t)
+        for q, t in zip(existing["qid"], existing["query_text"], strict=True)
+        if q not in stored_top_k and q not in top_k
+    ]
+    top_k.update(inc.top_k_of(index, first_time, settings.incremental_top_k))
     pairs = inc.unlabeled_pairs([*pools, *entering], labeled)
     frame = pd.DataFrame(pairs, columns=["qid", "doc_id", "content_hash", "role", "bm25_rank", "bm25_score"])
     with duckdb.get_connection() as conn:
-        added = _insert(conn, "label_pairs", frame.assign(batch_id=batch_id, created_at=pd.Timestamp.now()))
+        added = inc.insert_rows(conn, "label_pairs", frame.assign(batch_id=batch_id, created_at=pd.Timestamp.now()))
+        inc.store_top_k(conn, top_k, settings.incremental_top_k, batch_id, pd.Timestamp.now())
     return dg.MaterializeResult(
         metadata={
             "pairs_added": dg.MetadataValue.int(added),
+            "existing_queries_ruled_out_by_bound": dg.MetadataValue.int(ruled_out),
+            "existing_queries_searched_in_full": dg.MetadataValue.int(searched),
+            "queries_top_k_stored_first_time": dg.MetadataValue.int(len(first_time)),
             "pool_pairs": dg.MetadataValue.int(len(pools)),
             "entered_top_k": dg.MetadataValue.int(len(entering)),
             "existing_queries": dg.MetadataValue.int(len(existing)),
@@ -433,7 +448,7 @@ def inbox_candidate_pairs(
 BATCH_PAIRS_SQL = """
 select 'pool' as pair_source, p.qid, q.query_text, p.doc_id, p.content_hash, d.title, d.author, d.path, d.modified,
        d.doc_type, d.text
-from label_pairs p join label_queries q using (qid)
+from label_pairs p join label_queries q on q.qid = p.qid and q.retired_at is null
 join document_versions d on d.doc_id = p.doc_id and d.content_hash = p.content_hash and d.retired_at is null
 where p.batch_id = ? order by p.qid, p.doc_id
 """
@@ -498,11 +513,12 @@ def inbox_teacher_labels(
 ) -> dg.MaterializeResult:
     """Teacher grades for ``RELABEL_TEACHER_SAMPLE_RATE`` of the batch's new pairs, chosen by
     ``RELABEL_TEACHER_ROUTING`` (a deterministic random sample, or the student's least sure pairs plus a random
-    slice); every pair's routing lands in ``inbox_routing``. Training data for the next student and a drift
-    probe. Pairs graded already are not sent again."""
+    slice); every pair's routing lands in ``inbox_routing``. The teacher is chosen from settings exactly as for
+    ``teacher_labels``: recorded runs (``RELABEL_TEACHER_RUNS``, LLM fallback with
+    ``RELABEL_TEACHER_RUNS_FALLBACK=llm``), the LLM teacher, ensembles and samples combined by vote. Training
+    data for the next student and a drift probe. Pairs graded already are not sent again."""
     started = time.perf_counter()
     batch_id = context.partition_key
-    client = llm.client(model=llm.model)
     with duckdb.get_connection() as conn:
         pairs = conn.execute(BATCH_PAIRS_SQL, [batch_id]).df().to_dict("records")
         # failed calls (outage, budget) are tried again on a re-run; answers come from the LLM cache
@@ -511,7 +527,7 @@ def inbox_teacher_labels(
         )
         graded = conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
         routed = _route(conn, pairs, settings)
-        _insert(
+        inc.insert_rows(
             conn,
             "inbox_routing",
             pd.DataFrame([{k: r.get(k) for k in ROUTING_COLUMNS} for r in routed]).assign(
@@ -520,24 +536,11 @@ def inbox_teacher_labels(
         )
         sample = [r for r in routed if r["to_teacher"]]
         pending = inc.unlabeled_pairs(sample, graded)
-        if settings.teacher_runs:
-            context.log.warning("recorded teacher runs configured: no live teacher labels for inbox batches")
-            pending = []
         grading_started = time.perf_counter()
-        rows = (
-            label_pairs(
-                conn,
-                client,
-                pending,
-                use_logprobs=llm.use_logprobs,
-                max_doc_chars=settings.max_doc_chars,
-                policy=llm.policy(),
-            )
-            if pending
-            else []
-        )
+        grades = teacher_grades(conn, pending, llm, settings)
         grading_s = time.perf_counter() - grading_started
-        asked = sum(not r["from_cache"] and r["raw_answer"] is not None for r in rows)
+        rows = grades.rows
+        asked = sum(not r.get("from_cache", True) and r.get("raw_answer") is not None for r in grades.votes)
         by_key = {(p["qid"], p["doc_id"]): p for p in pending}
         frame = pd.DataFrame(
             [
@@ -555,7 +558,7 @@ def inbox_teacher_labels(
         )
         if len(frame):
             frame["grade"] = frame["grade"].astype("Int64")
-        added = _insert(conn, "inbox_teacher_labels", frame)
+        added = inc.insert_rows(conn, "inbox_teacher_labels", frame)
     status = frame["status"].value_counts().to_dict() if len(frame) else {}
     return dg.MaterializeResult(
         metadata={
@@ -566,10 +569,10 @@ def inbox_teacher_labels(
                 sum(r["routing_reason"] in ("random", "random_slice") for r in sample)
             ),
             "labels_added": dg.MetadataValue.int(added),
-            "llm_calls": dg.MetadataValue.int(client.calls_made),
-            "usd": dg.MetadataValue.float(round(client.spent_usd, 6)),
+            "llm_calls": dg.MetadataValue.int(grades.calls),
+            "usd": dg.MetadataValue.float(round(grades.usd, 6)),
             "labels_per_s": dg.MetadataValue.float(round(asked / grading_s, 2) if asked else float("nan")),
-            "teacher_model": dg.MetadataValue.text(client.model),
+            "teachers": dg.MetadataValue.json(sorted({str(r["labeler_id"]) for r in rows})),
             "status_counts": dg.MetadataValue.json(status),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
             **batch_table_metadata(duckdb, "inbox_teacher_labels", batch_id),
@@ -647,7 +650,7 @@ def relevance_labels(
             for r, s, g in zip(pending.to_dict("records"), scores, grades, strict=True)
         ]
     with duckdb.get_connection() as conn:
-        inserted, retired = _merge(conn, [*student_rows, *teacher.to_dict("records")], batch_id, now)
+        inserted, retired = inc.merge_into_labels(conn, [*student_rows, *teacher.to_dict("records")], batch_id, now)
         decision = _staleness(conn, ckpt, labeler_id, settings)
         if decision.stale:
             conn.execute(

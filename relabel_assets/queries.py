@@ -10,7 +10,7 @@ from relabel.query_stats import candidate_diversity, difficulty, difficulty_by_t
 from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index, seed_ranks
 from relabel.warehouse import read_table, replace_table
-from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from relabel_assets.run_config import SyntheticQueriesConfig, positive
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
@@ -34,6 +34,7 @@ def synthetic_queries(
     ``bm25_index``). Queries per document can be chosen in the launchpad. LLM answers are cached in DuckDB, so
     re-runs cost nothing."""
     started = time.perf_counter()
+    guard_full_rebuild(duckdb, settings.rebootstrap, "synthetic_queries")
     queries_per_doc = positive("queries_per_doc", config.queries_per_doc) or settings.queries_per_doc
     client = llm.client("queries")
     with duckdb.get_connection() as conn:

@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 from relabel.query_stats import difficulty, difficulty_by_type
 from relabel.retrieval import BM25Index, build_pools, near_duplicates
 from relabel.warehouse import read_table
-from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, read_sql, write_asset_table
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
 
@@ -79,6 +79,7 @@ def candidate_pools(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
     near-duplicates) and random negatives, with exact BM25 rank and score. Deterministic for a given seed.
     Metadata: the queries' difficulty (share whose seed ranks 1st, in the top 10, in the top 100)."""
     started = time.perf_counter()
+    guard_full_rebuild(duckdb, settings.rebootstrap, "candidate_pools")
     with duckdb.get_connection() as conn:
         queries = read_table(conn, "synthetic_queries").to_dict("records")
         texts = dict(conn.execute("select doc_id, text from seed_corpus").fetchall())

@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from relabel.student import load_student, model_card, pair_text, train_student
 from relabel.warehouse import read_table
-from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, read_sql, write_asset_table
 from relabel_assets.run_config import StudentCheckpointConfig, positive
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
@@ -102,6 +102,7 @@ def student_labels(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Mat
     """The student's grade, expected grade and grade probabilities for every candidate-pool pair and every
     human-judged pair. Metadata: labels per second and the USD of the labeling time at ``hourly_rate_usd``."""
     started = time.perf_counter()
+    guard_full_rebuild(duckdb, settings.rebootstrap, "student_labels")
     checkpoint = read_sql(duckdb, "select checkpoint_id, path from student_checkpoint order by created_at desc limit 1")
     labeler = load_student(Path(checkpoint["path"].iloc[0]))
     pairs = read_sql(duckdb, LABEL_PAIRS_SQL)

@@ -1,18 +1,19 @@
 """teacher_labels: the teacher LLM's 0-3 grade for every candidate-pool pair and every judged pair."""
 
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.grading import label_pairs
 from relabel.incremental import TABLES_DDL
 from relabel.prompts import load_prompt
-from relabel.teacher_votes import combine_votes, recorded_teacher_rows
+from relabel.teachers import TeacherGrades, grade_with_teachers
 from relabel.warehouse import replace_table
-from relabel_assets.common import WRITER_POOL, write_asset_table
+from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from relabel_assets.run_config import TeacherLabelsConfig, positive
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
@@ -48,6 +49,36 @@ LABEL_COLUMNS = [
 ]
 
 
+def teacher_grades(
+    conn: duckdb.DuckDBPyConnection,
+    pairs: list[dict],
+    llm: LLMGateway,
+    settings: PipelineSettings,
+    log: Callable[[str], Any] | None = None,
+    config: TeacherLabelsConfig | None = None,
+) -> TeacherGrades:
+    """The teacher the settings choose (recorded runs, with or without the LLM fallback; the LLM teacher with
+    ensemble members and samples), for the full pipeline and inbox batches alike; one budget and one rate
+    limit for every model and sample. A launchpad ``config`` overrides the model (then it is the only teacher
+    and recorded runs are not used), the prompt and the samples."""
+    config = config or TeacherLabelsConfig()
+    models = [config.model] if config.model else llm.teacher_models()
+    return grade_with_teachers(
+        conn,
+        pairs,
+        runs=[] if config.model else settings.teacher_runs,
+        clients=[llm.client(model=model) for model in models],
+        samples_per_model=positive("samples", config.samples) or llm.samples_per_model,
+        sample_temperature=llm.sample_temperature,
+        use_logprobs=llm.use_logprobs,
+        max_doc_chars=settings.max_doc_chars,
+        policy=llm.policy(),
+        fallback=settings.teacher_runs_fallback,
+        progress=None if log is None else lambda model, n: n % 25 == 0 and log(f"{model}: graded {n}/{len(pairs)}"),
+        prompt_id=load_prompt(config.prompt_id or settings.teacher_prompt_id).prompt_id,
+    )
+
+
 @dg.asset(
     deps=["candidate_pools", "human_benchmark"], kinds={"duckdb", "litellm"}, pool=WRITER_POOL, group_name="labeling"
 )
@@ -58,60 +89,33 @@ def teacher_labels(
     llm: LLMGateway,
     settings: PipelineSettings,
 ) -> dg.MaterializeResult:
-    """NIST-style 0-3 grades from the teacher (prompt file ``grade_nist`` by default) for every candidate-pool pair and
-    every human-judged pair. With logprobs the four grade-token probabilities and the expected grade are
-    stored; otherwise the answer is parsed strictly. Unparseable answers are kept as ``unparsed``, failed
+    """NIST-style 0-3 grades from the teacher (prompt file ``grade_nist`` by default) for every candidate-pool
+    pair and every human-judged pair. With logprobs the four grade-token probabilities and the expected grade
+    are stored; otherwise the answer is parsed strictly. Unparseable answers are kept as ``unparsed``, failed
     calls as ``failed`` and budget stops as ``skipped_budget``, never as a grade. Several teacher models or
     samples (or recorded labelings, ``RELABEL_TEACHER_RUNS``) are combined by vote, members kept in
     ``teacher_label_votes``. Model, prompt and samples can be chosen in the launchpad; each row keeps them
     and the run id. Answers are cached in DuckDB and every call is logged in ``llm_calls``."""
     started = time.perf_counter()
-    samples = positive("samples", config.samples) or llm.samples_per_model
-    prompt = load_prompt(config.prompt_id or settings.teacher_prompt_id)
+    guard_full_rebuild(duckdb, settings.rebootstrap, "teacher_labels")
     recorded = [] if config.model else settings.teacher_runs
-    models = [config.model] if config.model else llm.teacher_models()
-    calls, spent, grading_s = 0, 0.0, 0.0
+    samples = 1 if recorded else positive("samples", config.samples) or llm.samples_per_model
+    prompt = load_prompt(config.prompt_id or settings.teacher_prompt_id)
     with duckdb.get_connection() as conn:
         pairs = conn.execute(PAIRS_SQL).df().to_dict("records")
-        members: list[list[dict]] = [recorded_teacher_rows(pairs, Path(run)) for run in recorded]
-        if not recorded:
-            policy = llm.policy()  # one budget and one rate limit for every model and sample
-            grading_started = time.perf_counter()
-            for model in models:
-                client = llm.client(model=model)
-                for sample in range(samples):
-                    context.log.info(f"grading {len(pairs)} pairs: {model}, {prompt.prompt_id}, sample {sample + 1}")
-                    members.append(
-                        label_pairs(
-                            conn,
-                            client,
-                            pairs,
-                            prompt_id=prompt.prompt_id,
-                            use_logprobs=llm.use_logprobs,
-                            max_doc_chars=settings.max_doc_chars,
-                            policy=policy,
-                            sample=sample,
-                            temperature=llm.sample_temperature if samples > 1 else 0.0,
-                            progress=lambda n: n % 25 == 0 and context.log.info(f"graded {n}/{len(pairs)} pairs"),
-                        )
-                    )
-                calls += client.calls_made
-                spent += client.spent_usd
-            grading_s = time.perf_counter() - grading_started
-        votes = pd.DataFrame([row for rows in members for row in rows], columns=LABEL_COLUMNS)
-        if len(members) > 1:
-            rows = combine_votes(members, "ensemble:" + "+".join(sorted(votes["labeler_id"].unique())))
-        else:
-            rows = members[0]
+        grading_started = time.perf_counter()
+        grades = teacher_grades(conn, pairs, llm, settings, context.log.info, config)
+        grading_s = time.perf_counter() - grading_started
+        votes = pd.DataFrame(grades.votes, columns=LABEL_COLUMNS)
         replace_table(conn, "teacher_label_votes", votes)
         # training_set also reads the teacher's labels of inbox batches: make sure that table exists
         conn.execute(TABLES_DDL["inbox_teacher_labels"])
-    frame = pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "votes", "agreement"]).assign(
-        samples=samples if not recorded else 1, run_id=context.run_id
+    frame = pd.DataFrame(grades.rows, columns=[*LABEL_COLUMNS, "votes", "agreement"]).assign(
+        samples=samples, run_id=context.run_id
     )
     status = frame["status"].value_counts().to_dict()
-    asked = int((~votes["from_cache"].fillna(True).astype(bool)).sum()) if not recorded else 0
-    teachers = sorted(votes["labeler_id"].unique())
+    asked = int((~votes["from_cache"].fillna(True).astype(bool)).sum())
+    models = [config.model] if config.model else llm.teacher_models()
     return write_asset_table(
         duckdb,
         "teacher_labels",
@@ -120,17 +124,17 @@ def teacher_labels(
         teacher_model=dg.MetadataValue.text(", ".join(recorded) if recorded else ", ".join(models)),
         prompt_id=dg.MetadataValue.text("recorded" if recorded else prompt.prompt_id),
         prompt_version=dg.MetadataValue.text("recorded" if recorded else prompt.version),
-        samples=dg.MetadataValue.int(samples if not recorded else 1),
-        llm_calls=dg.MetadataValue.int(calls),
-        usd=dg.MetadataValue.float(round(spent, 6)),
+        samples=dg.MetadataValue.int(samples),
+        llm_calls=dg.MetadataValue.int(grades.calls),
+        usd=dg.MetadataValue.float(round(grades.usd, 6)),
         # the teacher's speed on the pairs it was asked now (cached answers cost no time)
         labels_per_s=dg.MetadataValue.float(round(asked / grading_s, 2) if asked and grading_s > 0 else float("nan")),
-        teachers=dg.MetadataValue.json(teachers),
+        teachers=dg.MetadataValue.json(sorted(votes["labeler_id"].unique())),
         status_counts=dg.MetadataValue.json(status),
         parse_failure_rate=dg.MetadataValue.float(round(status.get("unparsed", 0) / max(len(frame), 1), 4)),
-        mean_vote_agreement=dg.MetadataValue.float(round(float(frame["agreement"].mean()), 4))
-        if len(members) > 1
-        else dg.MetadataValue.float(1.0),
+        mean_vote_agreement=dg.MetadataValue.float(
+            round(float(frame["agreement"].mean()), 4) if frame["agreement"].notna().any() else 1.0
+        ),
         grade_distribution=dg.MetadataValue.json(
             frame.loc[frame.status == "ok", "grade"].astype(int).value_counts().sort_index().to_dict()
         ),

@@ -56,6 +56,13 @@ class PipelineSettings(dg.ConfigurableResource):
     teacher_uncertainty: str = "entropy"
     teacher_random_slice: float = 0.1
     bm25_update: str = "incremental"
+    # a changed document's query is retired when the new version covers less than this share of its stemmed
+    # content words (and less than the old version did)
+    query_fit_min_coverage: float = 0.5
+    # relabel_job after inbox batches: refuse (False) or rebuild and re-bootstrap relevance_labels (True)
+    rebootstrap: bool = False
+    # with recorded teacher runs: pairs no run covers go to the LLM teacher ("llm") or stay ungraded ("none")
+    teacher_runs_fallback: str = "none"
     retrain_min_teacher_labels: int = 50
     retrain_min_agreement: float = 0.4
     retrain_min_compared_pairs: int = 20
@@ -71,8 +78,8 @@ class PipelineSettings(dg.ConfigurableResource):
         values: dict[str, object] = {"data_dir": str(paths.data_dir()), "inbox_dir": str(paths.inbox_dir())}
         for name, field in cls.model_fields.items():
             raw = environ.get(env_var(name))
-            if raw is None or name in values:
-                continue
+            if raw is None or name in values or (not raw.strip() and field.annotation is not str):
+                continue  # unset (an empty value leaves a number, flag or list at its default)
             values[name] = [p.strip() for p in raw.split(",") if p.strip()] if field.annotation == list[str] else raw
         return cls(**values)
 

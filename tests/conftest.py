@@ -28,6 +28,7 @@ ASSET_NAMES = {
     "student_labels",
     "human_benchmark",
     "agreement_report",
+    "baseline_imports",
 }
 INCREMENTAL_ASSET_NAMES = {
     "inbox_documents",

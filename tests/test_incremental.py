@@ -16,10 +16,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from relabel.cli import DAGSTER_YAML
 from relabel_assets.definitions import build_definitions
+from resources.llm import LLMGateway
 from tests import scripted_llm
 from tests.conftest import scripted_resources, write_tiny_corpus, write_tiny_judgments
 
@@ -183,11 +185,26 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
     sampled2 = -(-pairs2 // 2)
     assert len(scripted_llm.calls) == 2 + sampled2, "queries for the changed and the new document, teacher sample"
     assert retired["document_changed"] + retired["document_deleted"] == labels_v1
+    # the deleted document's queries are retired, and with them the labels of their pairs on other documents;
+    # the changed document kept its title, so its queries still fit and stay current (and the new version's
+    # queries, written from the same title, are rejected as duplicates of them)
     assert retired == {
         "document_changed": retired["document_changed"],
         "document_deleted": retired["document_deleted"],
+        "query_document_deleted": 2,
         "superseded_by_teacher": sampled2,
     }
+    assert rows(
+        db,
+        "select retired_by_batch, retired_reason, count(*) from label_queries "
+        "where retired_at is not null group by 1, 2",
+    ) == [(batch2, "document_deleted", 2)]
+    assert rows(db, "select count(*) from label_queries where doc_id = 'inbox/wifi.txt' and retired_at is null") == [
+        (0,)
+    ]
+    assert rows(db, "select count(*) from label_queries where doc_id = 'inbox/badge.md' and retired_at is null") == [
+        (2,)
+    ]
     assert (
         count(db, "select count(*) from relevance_labels where doc_id = 'inbox/wifi.txt' and retired_at is null") == 0
     )
@@ -198,13 +215,13 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
         db, f"select distinct labeler_id from relevance_labels where batch_id = '{batch1}' and labeler_kind = 'student'"
     ) == [(f"student:{stale[0][0]}",)]
     assert count(db, "select count(*) from relevance_labels where retired_at is null") == (
-        baseline_labels + pairs1 - labels_v1 + pairs2
+        baseline_labels + pairs1 - labels_v1 - 2 + pairs2
     )
     # the exact figures of this scenario (scripted LLM, tiny corpus): 30 baseline pool labels, 11 new pairs in
     # batch 1 (8 pool pairs of 4 new queries + 3 existing queries whose top-3 a new document entered), 6 in
-    # batch 2; 7 labels retired with the changed and the deleted document
+    # batch 2; 7 labels retired with the changed and the deleted document, 2 more with the deleted one's queries
     assert (base["candidate_pools"], baseline_labels, pairs1, entered1, pairs2, labels_v1) == (30, 30, 11, 3, 6, 7)
-    assert count(db, "select count(*) from relevance_labels where retired_at is null") == 40
+    assert count(db, "select count(*) from relevance_labels where retired_at is null") == 38
     # baseline student + teacher rows, then student + teacher rows per batch: every label ever made is kept
     assert count(db, "select count(*) from relevance_labels") == 2 * 30 + (11 + 6) + (6 + 3)
     failed = [
@@ -282,7 +299,7 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
         (root / "inbox" / "badge.md").write_text(
             BADGE + "Lost your office badge? Reception prints a replacement badge."
         )
-        deadline = time.monotonic() + 100
+        deadline = time.monotonic() + 300  # daemon start-up alone can take minutes on 2 busy cores
         status = None
         while time.monotonic() < deadline:
             time.sleep(2)
@@ -403,3 +420,228 @@ def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(
         "and labeler_kind = 'teacher' order by routing_score",
     )
     assert scores[0][0] == pytest.approx(float(np.sort(h)[-budget]), abs=1e-4)
+
+
+def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None, **kwargs: object):
+    """One sensor tick and the incremental job for its batch: (batch id, new cursor, run result)."""
+    result, _ = run_sensor(defs, instance, "inbox_sensor", cursor)
+    batch = result.run_requests[0].partition_key
+    instance.add_dynamic_partitions("inbox_batches", [batch])
+    run = defs.resolve_job_def("incremental_relabel_job").execute_in_process(
+        partition_key=batch, instance=instance, **kwargs
+    )
+    return batch, result.cursor, run
+
+
+def failed_checks(run: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.check_name for e in run.get_asset_check_evaluations() if not e.passed]
+
+
+@pytest.mark.integration
+def test_changed_documents_retire_queries_that_no_longer_fit_and_no_batch_repeats_a_current_query(
+    baseline: Path, tmp_path: Path
+) -> None:
+    root = copy_baseline(baseline, tmp_path)
+    resources = incremental_resources(root, baseline / "corpus", baseline / "judgments", incremental_top_k=3)
+    db = resources["duckdb"].database
+    defs = build_definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = root / "inbox"
+    inbox.mkdir()
+    (inbox / "badge.md").write_text(BADGE + "Lost your office badge? Reception prints a replacement badge in Leeds.")
+    batch1, cursor, run1 = ingest(defs, instance, None)
+    assert run1.success and failed_checks(run1) == []
+    badge_queries = rows(db, "select qid, query_text from label_queries where doc_id = 'inbox/badge.md' order by 1")
+    assert len(badge_queries) == 2
+    labels_of_badge_queries = count(
+        db,
+        "select count(*) from relevance_labels where retired_at is null and qid in "
+        "(select qid from label_queries where doc_id = 'inbox/badge.md')",
+    )
+    assert labels_of_badge_queries > 0
+
+    # batch 2: the badge page now covers the canteen (its queries no longer fit); two new documents whose
+    # scripted queries repeat queries of the baseline: one word for word, one reworded (a near-duplicate)
+    (inbox / "badge.md").write_text(
+        "---\ntitle: Canteen opening hours\nauthor: Facilities\n---\nThe canteen serves lunch from noon to two."
+    )
+    (inbox / "vpn-copy.md").write_text("---\ntitle: VPN setup on Windows\n---\nA second copy of the VPN page, Leeds.")
+    (inbox / "vpn-reworded.md").write_text("---\ntitle: Setup VPN on laptops\n---\nLaptops connect through the VPN.")
+    scripted_llm.calls.clear()
+    batch2, _, run2 = ingest(defs, instance, cursor)
+    assert run2.success and failed_checks(run2) == []
+
+    retired = rows(
+        db,
+        "select qid, retired_by_batch, retired_reason from label_queries where retired_at is not null order by 1",
+    )
+    assert retired == [(qid, batch2, "no_longer_fits") for qid, _ in badge_queries]
+    reasons = dict(
+        rows(
+            db,
+            "select retired_reason, count(*) from relevance_labels where retired_by_batch = ? "
+            "and retired_reason <> 'superseded_by_teacher' group by 1".replace("?", f"'{batch2}'"),
+        )
+    )
+    # labels on the old version go with the version; the rest of the retired queries' labels go with them
+    assert sum(reasons.values()) == labels_of_badge_queries + count(
+        db,
+        f"select count(*) from relevance_labels where doc_id = 'inbox/badge.md' and batch_id = '{batch1}' "
+        "and qid not in (select qid from label_queries where doc_id = 'inbox/badge.md')",
+    )
+    assert set(reasons) <= {"document_changed", "query_no_longer_fits"} and reasons.get("query_no_longer_fits")
+    assert (
+        count(
+            db,
+            "select count(*) from relevance_labels r join label_queries q using (qid) "
+            "where r.retired_at is null and q.retired_at is not null",
+        )
+        == 0
+    )
+    # the new version gets queries of its own; the copies' queries that repeat baseline queries are rejected
+    assert (
+        count(db, f"select count(*) from label_queries where batch_id = '{batch2}' and doc_id = 'inbox/badge.md'") == 2
+    )
+    rejects = rows(
+        db,
+        f"select doc_id, query_text, reason, detail from inbox_query_rejects where batch_id = '{batch2}' "
+        "and reason in ('duplicate', 'near_duplicate') order by 1, 2",
+    )
+    assert [(d, q, r) for d, q, r, _ in rejects] == [
+        ("inbox/vpn-copy.md", "vpn setup on help", "duplicate"),
+        ("inbox/vpn-copy.md", "where is the windows info", "duplicate"),
+        ("inbox/vpn-reworded.md", "setup vpn on help", "near_duplicate"),
+    ]
+    assert all("it/vpn-windows.md" in detail for *_, detail in rejects), "found among the baseline's queries"
+    current = rows(db, "select query_text from label_queries where retired_at is null")
+    from relabel.query_stats import near_duplicate_free
+
+    assert near_duplicate_free(pd.DataFrame(current, columns=["query_text"])).passed
+    assert len(scripted_llm.calls) >= 3, "one query call per changed or new document"
+
+
+@pytest.mark.integration
+def test_inbox_batches_use_recorded_runs_with_llm_fallback_and_ensembles_like_the_full_pipeline(
+    baseline: Path, tmp_path: Path
+) -> None:
+    from relabel.query_synthesis import query_id
+
+    run_file = tmp_path / "gpt4o-recorded.txt"
+    vpn_query = query_id("it/vpn-windows.md", "vpn setup on help")
+    run_file.write_text(f"{vpn_query} 0 vpn-linux 3\n{vpn_query} 0 it/vpn-mac.txt 0\n")
+    root = copy_baseline(baseline, tmp_path / "recorded")
+    resources = incremental_resources(
+        root,
+        baseline / "corpus",
+        baseline / "judgments",
+        teacher_sample_rate=1.0,
+        incremental_top_k=3,
+        teacher_runs=[str(run_file)],
+        teacher_runs_fallback="llm",
+    )
+    db = resources["duckdb"].database
+    defs = build_definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    (root / "inbox").mkdir()
+    (root / "inbox" / "vpn-linux.md").write_text(
+        "---\ntitle: Linux VPN client\n---\nVPN setup on Linux: install the GlobalProtect client and sign in."
+    )
+    scripted_llm.calls.clear()
+    batch, cursor, run = ingest(defs, instance, None)
+    assert run.success and failed_checks(run) == []
+    graded = rows(
+        db,
+        "select qid, doc_id, labeler_id, grade from inbox_teacher_labels where status = 'ok' order by labeler_id, qid",
+    )
+    pairs = count(db, f"select count(*) from label_pairs where batch_id = '{batch}'")
+    assert len(graded) == pairs, "every pair graded: by the recorded run where it covers it, by the LLM elsewhere"
+    recorded = [g for g in graded if g[2] == "recorded:gpt4o-recorded"]
+    assert recorded == [(vpn_query, "inbox/vpn-linux.md", "recorded:gpt4o-recorded", 3)]
+    assert {g[2] for g in graded} == {"recorded:gpt4o-recorded", "teacher:scripted/overlap"}
+    assert len(scripted_llm.calls) == 1 + pairs - 1, "one query call, one LLM call per pair the run lacks"
+    current = rows(
+        db,
+        f"select labeler_id, grade from relevance_labels where retired_at is null and qid = '{vpn_query}' "
+        "and doc_id = 'inbox/vpn-linux.md'",
+    )
+    assert current == [("recorded:gpt4o-recorded", 3)]
+
+    # an ensemble of two LLM teachers grades the next batch, combined by vote as in teacher_labels
+    ensemble = incremental_resources(
+        root, baseline / "corpus", baseline / "judgments", teacher_sample_rate=1.0, incremental_top_k=3
+    )
+    ensemble["llm"] = LLMGateway(model="scripted/overlap", use_logprobs=False, ensemble_models=["scripted/noisy"])
+    defs = build_definitions(ensemble)
+    (root / "inbox" / "wifi.txt").write_text(WIFI + "Guests join the Kestrel-Guest wifi with the daily password.")
+    scripted_llm.calls.clear()
+    batch2, _, run2 = ingest(defs, instance, cursor)
+    assert run2.success
+    labelers = rows(db, f"select distinct labeler_id from inbox_teacher_labels where batch_id = '{batch2}'")
+    assert labelers == [("ensemble:teacher:scripted/noisy+teacher:scripted/overlap",)]
+    pairs2 = count(db, f"select count(*) from label_pairs where batch_id = '{batch2}'")
+    assert scripted_llm.calls.count("noisy") == pairs2 and scripted_llm.calls.count("overlap") == 1 + pairs2
+
+
+@pytest.mark.integration
+def test_relabel_job_after_inbox_batches_refuses_or_rebootstraps_to_one_label_set(
+    baseline: Path, tmp_path: Path
+) -> None:
+    root = copy_baseline(baseline, tmp_path)
+    resources = incremental_resources(root, baseline / "corpus", baseline / "judgments", incremental_top_k=3)
+    db = resources["duckdb"].database
+    defs = build_definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    (root / "inbox").mkdir()
+    (root / "inbox" / "badge.md").write_text(BADGE + "Lost your office badge? Reception prints a replacement badge.")
+    batch1, cursor, run1 = ingest(defs, instance, None)
+    assert run1.success
+    seed_before = count(db, "select count(*) from seed_corpus")
+
+    refused = defs.resolve_job_def("relabel_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not refused.success
+    error = refused.get_step_failure_events()[0].event_specific_data.error
+    message = str(error.cause or error.message)
+    assert "1 inbox batches" in message and "diverging" in message and "RELABEL_REBOOTSTRAP=1" in message
+    assert count(db, "select count(*) from seed_corpus") == seed_before, "nothing was rebuilt"
+
+    # while a rebuild is under way (its first asset registered a pending re-bootstrap), inbox batches wait
+    from relabel import incremental as inc
+
+    with duckdb.connect(db) as conn:
+        pending = inc.guard_full_rebuild(conn, True, "seed_corpus", pd.Timestamp.now())
+    (root / "inbox" / "wifi.txt").write_text(WIFI + "Guests join the Kestrel-Guest wifi with the daily password.")
+    batch2, cursor, waiting = ingest(defs, instance, cursor, raise_on_error=False)
+    assert not waiting.success
+    error = waiting.get_step_failure_events()[0].event_specific_data.error
+    assert f"re-bootstrap {pending} pending" in str(error.cause or error.message)
+
+    labels_before = count(db, "select count(*) from relevance_labels")
+    rebuild = build_definitions(
+        incremental_resources(root, baseline / "corpus", baseline / "judgments", incremental_top_k=3, rebootstrap=True)
+    )
+    done = rebuild.resolve_job_def("relabel_job").execute_in_process(instance=instance)
+    assert done.success and failed_checks(done) == []
+    assert count(db, "select count(*) from seed_corpus") == seed_before + 2, "the inbox files joined the baseline"
+    imports = rows(db, "select import_id, status, detail, inbox_batches from baseline_imports order by requested_at")
+    assert imports[-1] == (pending, "done", "re-bootstrap", 1)
+
+    with duckdb.connect(db, read_only=True) as conn:
+        assert inc.baseline_divergence(conn)["missing"] == inc.baseline_divergence(conn)["extra"] == 0
+        pools = conn.execute("select count(*) from candidate_pools").fetchall()[0][0]
+        teacher_ok = conn.execute(
+            "select count(*) from teacher_labels where pair_source = 'pool' and status = 'ok'"
+        ).fetchall()[0][0]
+    assert pools == teacher_ok
+    assert count(db, "select count(*) from relevance_labels where retired_at is null") == pools
+    assert count(db, "select count(*) from relevance_labels") >= labels_before, "nothing deleted"
+    assert count(db, "select count(*) from relevance_labels where retired_at is null and labeler_kind = 'student'") == 0
+
+    # the waiting batch runs now (its document came in with the rebuilt baseline), and batches go on from there
+    again = rebuild.resolve_job_def("incremental_relabel_job").execute_in_process(
+        partition_key=batch2, instance=instance
+    )
+    assert again.success and failed_checks(again) == []
+    (root / "inbox" / "printer.md").write_text("---\ntitle: Printer toner orders\n---\nOrder toner for the printers.")
+    batch3, _, run3 = ingest(rebuild, instance, cursor)
+    assert run3.success and failed_checks(run3) == []
+    assert count(db, f"select count(*) from relevance_labels where batch_id = '{batch3}' and retired_at is null") > 0
