@@ -282,7 +282,7 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
         (root / "inbox" / "badge.md").write_text(
             BADGE + "Lost your office badge? Reception prints a replacement badge."
         )
-        deadline = time.monotonic() + 100
+        deadline = time.monotonic() + 240  # run start-up and six steps on 2 shared, busy cores
         status = None
         while time.monotonic() < deadline:
             time.sleep(2)
