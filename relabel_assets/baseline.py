@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel import incremental as inc
-from relabel_assets.common import WRITER_POOL, guard_full_rebuild
+from relabel_assets.common import WRITER_POOL, column_schema, guard_full_rebuild
 from resources.settings import PipelineSettings
 
 
@@ -68,6 +68,7 @@ def baseline_imports(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
             **{k: dg.MetadataValue.int(int(v)) for k, v in figures.items()},
             "current_labels": dg.MetadataValue.int(int(current)),
             "dagster/row_count": dg.MetadataValue.int(int(rows)),
+            "dagster/column_schema": column_schema(duckdb, "baseline_imports"),
             "elapsed_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         }
     )
