@@ -109,26 +109,23 @@ def baseline_warehouse(root: Path, scale: int, checkpoint: Path) -> tuple[list[d
     corpus = scaled_corpus(root / "corpus", scale)
     documents = [d.as_row() for d in scan_directory(corpus)[0]]
     queries = template_queries(documents)
+    write_baseline_tables(root, documents, queries, checkpoint)
+    return documents, len(queries)
+
+
+def write_baseline_tables(root: Path, documents: list[dict], queries: pd.DataFrame, checkpoint: Path) -> None:
+    """``root/data/relabel.duckdb`` with the baseline's corpus, queries and a registered student checkpoint."""
     db = root / "data" / "relabel.duckdb"
     db.parent.mkdir(parents=True)
     with duckdb.connect(str(db)) as conn:
         replace_table(conn, "seed_corpus", pd.DataFrame(documents))
         replace_table(conn, "synthetic_queries", queries)
+        registered = {"checkpoint_id": "bench", "path": str(checkpoint), "sha256": "bench"}
         replace_table(
             conn,
             "student_checkpoint",
-            pd.DataFrame(
-                [
-                    {
-                        "checkpoint_id": "bench",
-                        "path": str(checkpoint),
-                        "sha256": "bench",
-                        "created_at": pd.Timestamp.now() - pd.Timedelta(days=1),
-                    }
-                ]
-            ),
+            pd.DataFrame([{**registered, "created_at": pd.Timestamp.now() - pd.Timedelta(days=1)}]),
         )
-    return documents, len(queries)
 
 
 def new_documents(inbox: Path, batch: int, n: int) -> None:

@@ -47,10 +47,9 @@ from dagster_duckdb import DuckDBResource  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.incremental_bench import logged_llm_calls, train_bench_student  # noqa: E402
+from bench.incremental_bench import logged_llm_calls, train_bench_student, write_baseline_tables  # noqa: E402
 from relabel.documents import scan_directory  # noqa: E402
 from relabel.teacher_votes import read_recorded_labels  # noqa: E402
-from relabel.warehouse import replace_table  # noqa: E402
 from relabel_assets.definitions import build_definitions  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
 from resources.model_store import ModelStore  # noqa: E402
@@ -148,25 +147,7 @@ def baseline_warehouse(
     ]
     if with_templates:
         query_rows += template_queries(passages, [q["query_text"] for q in query_rows])
-    db = root / "data" / "relabel.duckdb"
-    db.parent.mkdir(parents=True)
-    with duckdb.connect(str(db)) as conn:
-        replace_table(conn, "seed_corpus", pd.DataFrame(documents))
-        replace_table(conn, "synthetic_queries", pd.DataFrame(query_rows))
-        replace_table(
-            conn,
-            "student_checkpoint",
-            pd.DataFrame(
-                [
-                    {
-                        "checkpoint_id": "bench",
-                        "path": str(checkpoint),
-                        "sha256": "bench",
-                        "created_at": pd.Timestamp.now() - pd.Timedelta(days=1),
-                    }
-                ]
-            ),
-        )
+    write_baseline_tables(root, documents, pd.DataFrame(query_rows), checkpoint)
 
 
 def run_batch(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> tuple[dict[str, Any], str]:
