@@ -97,34 +97,25 @@ def main() -> None:
 
 @main.command()
 def run() -> None:
-    """Materialize every asset and check, then print rows per table, time per asset and the agreement table."""
+    """Materialize every asset and check: one line per asset as it finishes (rows, seconds), progress bars for
+    LLM calls and training, then the agreement table. Dagster's full event stream goes to a log file."""
     _dagster_home()
     import dagster as dg
 
+    from relabel_assets.console import execute_with_console
     from relabel_assets.definitions import defs
 
     started = time.perf_counter()
-    instance = dg.DagsterInstance.get()
-    result = defs.resolve_job_def("relabel_job").execute_in_process(instance=instance, raise_on_error=False)
+    result, log_path = execute_with_console(
+        defs.resolve_job_def("relabel_job"), dg.DagsterInstance.get(), paths.data_dir() / "logs"
+    )
     wall = time.perf_counter() - started
-    click.echo(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {wall:.0f} s\n")
-    click.echo(f"{'asset':<22}{'rows':>8}{'seconds':>10}")
-    for node in result.job_def.graph.nodes_in_topological_order:
-        for event in result.asset_materializations_for_node(node.name):
-            meta = event.metadata
-            rows = meta.get("dagster/row_count")
-            elapsed = meta.get("elapsed_s")
-            click.echo(
-                f"{event.asset_key.to_user_string():<22}{rows.value if rows else '':>8}"
-                f"{elapsed.value if elapsed else '':>10}"
-            )
-    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    for evaluation in failed:
-        click.echo(
-            f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}"
-        )
+    click.echo(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {wall:.0f} s")
     _print_report()
-    click.echo(f"\nDuckDB: {paths.duckdb_path()}\nReport: {paths.data_dir() / 'reports' / 'agreement_report.md'}")
+    click.echo(
+        f"\nDuckDB: {paths.duckdb_path()}\nReport: {paths.data_dir() / 'reports' / 'agreement_report.md'}"
+        f"\nEvent log: {log_path}"
+    )
     sys.exit(0 if result.success else 1)
 
 

@@ -81,7 +81,7 @@ def label_pairs(
     labeler_id: str | None = None,
     sample: int = 0,
     temperature: float = 0.0,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Grade each pair (keys: pair_source, qid, query_text, doc_id, title, author, path, modified, doc_type, text).
 

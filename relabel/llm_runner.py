@@ -174,9 +174,10 @@ def run_calls(
     labeler_id: str,
     policy: CallPolicy | None = None,
     validate: Callable[[LLMAnswer], bool] = lambda answer: True,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, CallOutcome]:
-    """Answer every request: from the cache when possible, else by calling the LLM under ``policy``."""
+    """Answer every request: from the cache when possible, else by calling the LLM under ``policy``;
+    ``progress(done, total)`` counts the calls made (cache hits are not calls)."""
     policy = policy or CallPolicy()
     ids = [request.item_id for request in requests]
     if len(set(ids)) != len(ids):
@@ -300,7 +301,7 @@ def run_calls(
                 outcomes[request.item_id] = outcome
                 done += 1
                 if progress is not None:
-                    progress(done)
+                    progress(done, len(pending))
     return outcomes
 
 

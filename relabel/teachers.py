@@ -41,7 +41,7 @@ def grade_with_teachers(
     max_doc_chars: int = 500,
     policy: CallPolicy | None = None,
     fallback: str = "none",
-    progress: Callable[[str, int], Any] | None = None,
+    progress: Callable[[str, int, int], Any] | None = None,
     prompt_id: str = DEFAULT_GRADE_PROMPT,
 ) -> TeacherGrades:
     """Grade ``pairs`` (keys: pair_source, qid, query_text, doc_id and the document fields). With recorded
@@ -68,7 +68,7 @@ def grade_with_teachers(
             policy=policy,
             sample=sample,
             temperature=temperature,
-            progress=None if progress is None else lambda n: progress(client.model, n),
+            progress=None if progress is None else lambda n, total: progress(client.model, n, total),
         )
 
     if not runs:

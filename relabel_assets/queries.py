@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from relabel.progress import ProgressBars
 from relabel.query_stats import candidate_diversity, difficulty, difficulty_by_type, query_set_stats
 from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index, seed_ranks
@@ -37,7 +38,7 @@ def synthetic_queries(
     guard_full_rebuild(duckdb, settings.rebootstrap, "synthetic_queries")
     queries_per_doc = positive("queries_per_doc", config.queries_per_doc) or settings.queries_per_doc
     client = llm.client("queries")
-    with duckdb.get_connection() as conn:
+    with duckdb.get_connection() as conn, ProgressBars("documents", context.log.info, log_every=10) as bars:
         documents = read_table(conn, "seed_corpus").to_dict("records")
         accepted, rejects = synthesize_queries(
             conn,
@@ -45,7 +46,7 @@ def synthetic_queries(
             documents,
             queries_per_doc=queries_per_doc,
             max_doc_chars=settings.max_doc_chars,
-            progress=lambda n: n % 10 == 0 and context.log.info(f"queries written for {n} documents"),
+            progress=lambda n: bars("query writing", n, len(documents)),
             policy=llm.policy(),
         )
         replace_table(conn, "synthetic_query_rejects", pd.DataFrame(rejects, columns=REJECT_COLUMNS))

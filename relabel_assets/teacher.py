@@ -10,6 +10,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.incremental import TABLES_DDL
+from relabel.progress import ProgressBars
 from relabel.prompts import load_prompt
 from relabel.teachers import TeacherGrades, grade_with_teachers
 from relabel.warehouse import replace_table
@@ -54,7 +55,7 @@ def teacher_grades(
     pairs: list[dict],
     llm: LLMGateway,
     settings: PipelineSettings,
-    log: Callable[[str], Any] | None = None,
+    progress: Callable[[str, int, int], Any] | None = None,
     config: TeacherLabelsConfig | None = None,
 ) -> TeacherGrades:
     """The teacher the settings choose (recorded runs, with or without the LLM fallback; the LLM teacher with
@@ -74,7 +75,7 @@ def teacher_grades(
         max_doc_chars=settings.max_doc_chars,
         policy=llm.policy(),
         fallback=settings.teacher_runs_fallback,
-        progress=None if log is None else lambda model, n: n % 25 == 0 and log(f"{model}: graded {n}/{len(pairs)}"),
+        progress=progress,
         prompt_id=load_prompt(config.prompt_id or settings.teacher_prompt_id).prompt_id,
     )
 
@@ -104,7 +105,8 @@ def teacher_labels(
     with duckdb.get_connection() as conn:
         pairs = conn.execute(PAIRS_SQL).df().to_dict("records")
         grading_started = time.perf_counter()
-        grades = teacher_grades(conn, pairs, llm, settings, context.log.info, config)
+        with ProgressBars("calls", context.log.info) as bars:
+            grades = teacher_grades(conn, pairs, llm, settings, bars, config)
         grading_s = time.perf_counter() - grading_started
         votes = pd.DataFrame(grades.votes, columns=LABEL_COLUMNS)
         replace_table(conn, "teacher_label_votes", votes)

@@ -215,7 +215,7 @@ fault_llm.register()
 fault_llm.delay_s = 0.05
 conn = duckdb.connect(sys.argv[1])
 rows = label_pairs(conn, LLMClient("faulty/0.0"), make_pairs(40), use_logprobs=False, policy=CallPolicy(),
-                   progress=lambda n: print(n, flush=True))
+                   progress=lambda n, total: print(n, flush=True))
 conn.execute("create or replace table labels as select * from (values " +
              ",".join(f"('{{r['qid']}}', '{{r['doc_id']}}', {{r['grade']}})" for r in rows) + ") t(qid, doc_id, grade)")
 print("done", flush=True)
