@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,7 +40,7 @@ import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 
-from relabel import incremental as inc  # noqa: E402
+from relabel import retrieval  # noqa: E402
 from relabel.benchmarks import demo_corpus_dir  # noqa: E402
 from relabel.documents import scan_directory  # noqa: E402
 from relabel.models import minilm_dir  # noqa: E402
@@ -186,16 +185,16 @@ def bm25_timings(documents: list[dict], batch: int, repeats: int = 3) -> dict[st
     """Rebuild against incremental update (tokens of all but the last ``batch`` documents cached, stored and
     loaded as the asset does), median seconds over ``repeats``."""
     old, new = documents[:-batch], documents
-    _, tokens, _ = inc.build_bm25(old)
+    _, tokens, _ = retrieval.build_bm25(old)
     folder = Path(tempfile.mkdtemp())
-    inc.save_tokens(folder, tokens)
+    retrieval.save_tokens(folder, tokens)
     rebuild, incremental = [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        inc.build_bm25(new)
+        retrieval.build_bm25(new)
         rebuild.append(time.perf_counter() - started)
         started = time.perf_counter()
-        inc.build_bm25(new, inc.load_tokens(folder))
+        retrieval.build_bm25(new, retrieval.load_tokens(folder))
         incremental.append(time.perf_counter() - started)
     shutil.rmtree(folder)
     return {"rebuild_s": statistics.median(rebuild), "incremental_s": statistics.median(incremental)}

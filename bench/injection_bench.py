@@ -12,11 +12,8 @@ corpus, which drops hidden elements, so that attack measures the parser's defenc
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402

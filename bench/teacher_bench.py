@@ -12,10 +12,7 @@ data/bench/teacher_bench.duckdb, so a second run prints the same table without c
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -11,9 +11,6 @@ import click
 
 from relabel import paths
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-
 # one DuckDB writer at a time; inbox batches run one at a time, in the order the sensor requested them
 DAGSTER_YAML = """concurrency:
   pools:

@@ -10,7 +10,6 @@ the original call even when a later run is served from the cache) and the studen
 from __future__ import annotations
 
 import math
-import os
 
 import pandas as pd
 
@@ -40,7 +39,6 @@ def is_local(model: str) -> bool:
 def api_cost_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
     """Dollars for ``tokens_in``/``tokens_out`` tokens of ``model`` from litellm's price table; None when the
     model is not priced there."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     try:

@@ -12,7 +12,7 @@ import duckdb
 
 from relabel.llm_client import LLMClient
 from relabel.llm_runner import CallPolicy, CallRequest, run_calls
-from relabel.prompts import load_prompt, render_pair
+from relabel.prompts import MAX_DOC_CHARS, load_prompt, render_pair
 
 GRADES = (0, 1, 2, 3)
 DEFAULT_GRADE_PROMPT = "grade_nist"
@@ -76,7 +76,7 @@ def label_pairs(
     *,
     prompt_id: str = DEFAULT_GRADE_PROMPT,
     use_logprobs: bool = True,
-    max_doc_chars: int = 1200,
+    max_doc_chars: int = MAX_DOC_CHARS,
     policy: CallPolicy | None = None,
     labeler_id: str | None = None,
     sample: int = 0,

@@ -64,6 +64,10 @@ def load_prompt(prompt_id: str) -> PromptTemplate:
     return parse_template(prompt_id, source)
 
 
+# document characters an LLM prompt shows (query writing and grading): the one default of RELABEL_MAX_DOC_CHARS
+MAX_DOC_CHARS = 500
+
+
 def render_pair(
     prompt: PromptTemplate, query: str, doc: dict[str, Any], max_doc_chars: int, **extra: object
 ) -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ import duckdb
 
 from relabel.llm_client import LLMClient, ensure_cache
 from relabel.llm_runner import CallPolicy, cached_complete
-from relabel.prompts import PromptTemplate, load_prompt, render_pair
+from relabel.prompts import MAX_DOC_CHARS, PromptTemplate, load_prompt, render_pair
 from relabel.query_stats import ENGLISH_STOPWORDS, NEAR_DUPLICATE_JACCARD, NearDuplicateIndex, normalize
 
 __all__ = ["normalize", "synthesize_queries", "reject_reason", "parse_queries", "QueryFilter"]
@@ -229,7 +229,7 @@ def synthesize_queries(
     documents: list[dict[str, Any]],
     *,
     queries_per_doc: int,
-    max_doc_chars: int = 1200,
+    max_doc_chars: int = MAX_DOC_CHARS,
     language: str = "en",
     spare: int = 1,
     progress: Callable[[int], None] | None = None,

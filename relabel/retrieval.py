@@ -259,3 +259,178 @@ def build_pools(
             row(qid, doc_id, "random_negative", scores) for doc_id in rng.sample(rest, min(random_negatives, len(rest)))
         )
     return rows
+
+
+def query_pools(
+    queries: Sequence[Mapping[str, Any]],
+    index: BM25Index,
+    texts: Mapping[str, str],
+    *,
+    bm25_negatives: int,
+    random_negatives: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """``build_pools`` for ``queries``, their seeds' near-copies (among ``texts``) excluded."""
+    if not queries:
+        return []
+    duplicates = near_duplicates(texts, among={q["doc_id"] for q in queries})
+    return build_pools(
+        queries, index, duplicates, bm25_negatives=bm25_negatives, random_negatives=random_negatives, seed=seed
+    )
+
+
+# ---------------------------------------------------------------- incremental updates: token reuse, re-retrieval
+
+
+def entering_pairs(
+    results: Sequence[Sequence[tuple[str, float]]],
+    qids: Sequence[str],
+    new_docs: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """(existing query, new document version) pairs whose document is in the query's top-k ``results``
+    (one ranked ``(doc_id, score)`` list per query); ``new_docs`` maps doc id -> content hash."""
+    rows: list[dict[str, Any]] = []
+    for qid, hits in zip(qids, results, strict=True):
+        for rank, (doc_id, score) in enumerate(hits, start=1):
+            if doc_id in new_docs:
+                rows.append(
+                    {
+                        "qid": qid,
+                        "doc_id": doc_id,
+                        "content_hash": new_docs[doc_id],
+                        "role": "entered_top_k",
+                        "bm25_rank": rank,
+                        "bm25_score": score,
+                    }
+                )
+    return rows
+
+
+TOKENS_FILE = "passage_tokens.json"
+
+
+def version_key(doc: Mapping[str, Any]) -> str:
+    """Key of a document version in the token cache (its doc id changes the indexed path words)."""
+    return f"{doc['doc_id']}@{doc['content_hash']}"
+
+
+def build_bm25(
+    documents: Sequence[Mapping[str, Any]], cached_tokens: Mapping[str, list[list[str]]] | None = None
+) -> tuple[BM25Index, dict[str, list[list[str]]], int]:
+    """A BM25 index over ``documents`` (same passages and tokens as ``BM25Index.build``). With
+    ``cached_tokens`` (version key -> passage tokens of a previous index) only versions not in the cache are
+    tokenized: the incremental update. Returns the index, the tokens per version and how many passages
+    were tokenized now."""
+    if not documents:
+        raise ValueError("cannot build a BM25 index over an empty corpus")
+    cached = cached_tokens or {}
+    pending = [doc for doc in documents if version_key(doc) not in cached]
+    texts = [passage_texts(doc) for doc in pending]
+    flat = tokenize([t for doc_texts in texts for t in doc_texts]) if pending else []
+    tokens: dict[str, list[list[str]]] = {}
+    at = 0
+    for doc, doc_texts in zip(pending, texts, strict=True):
+        tokens[version_key(doc)] = [list(t) for t in flat[at : at + len(doc_texts)]]
+        at += len(doc_texts)
+    corpus: list[list[str]] = []
+    starts: list[int] = []
+    for doc in documents:
+        key = version_key(doc)
+        doc_tokens = tokens.get(key) or cached[key]
+        tokens[key] = doc_tokens
+        starts.append(len(corpus))
+        corpus.extend(doc_tokens)
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
+    index = BM25Index(retriever, [str(d["doc_id"]) for d in documents], np.asarray(starts))
+    return index, tokens, sum(len(t) for t in texts)
+
+
+def save_tokens(directory: Path, tokens: Mapping[str, list[list[str]]]) -> None:
+    """Store the passage tokens next to an index, for the next incremental update."""
+    (directory / TOKENS_FILE).write_text(json.dumps(tokens, sort_keys=True))
+
+
+def load_tokens(directory: Path | None) -> dict[str, list[list[str]]]:
+    """The passage tokens stored with an index (empty when there is none)."""
+    if directory is None or not (directory / TOKENS_FILE).exists():
+        return {}
+    return json.loads((directory / TOKENS_FILE).read_text())
+
+
+def terms_overlap(queries: Sequence[str], docs_tokens: Iterable[list[list[str]]]) -> list[bool]:
+    """For each query, whether it shares a stemmed term with the new documents' passages: only those
+    queries can rank a new document above score 0, so only they are retrieved again."""
+    vocabulary = {token for doc in docs_tokens for passage in doc for token in passage}
+    return [bool(vocabulary.intersection(tokens)) for tokens in tokenize(queries)] if queries else []
+
+
+@dataclass
+class Reretrieval:
+    """What re-retrieving existing queries found: entering pairs, each retrieved query's new top-k (doc ids) to
+    store, and how many queries were scored, ruled out by the bound, or searched in full."""
+
+    entering: list[dict[str, Any]]
+    top_k: dict[str, list[str]]
+    scored: int
+    ruled_out: int
+    searched: int
+
+
+def reretrieve(
+    index: BM25Index,
+    queries: Sequence[tuple[str, str]],
+    new_docs: Mapping[str, str],
+    new_tokens: Iterable[list[list[str]]],
+    stored: Mapping[str, Sequence[str]],
+    k: int,
+) -> Reretrieval:
+    """(existing query, new document) pairs whose document enters the query's top ``k`` in ``index``, exactly as
+    a full search would find them, at a cost that does not grow with the corpus for most queries.
+
+    ``queries``: (qid, text) of the existing queries; only those sharing a stemmed term with a new document
+    (``new_tokens``: the new versions' passage tokens, as indexed) are scored (one sparse sum over the query's
+    postings). ``stored`` holds each query's top-k doc ids from its last search: their scores in the new index
+    are a lower bound on the query's k-th best score among the documents that were there before, so when every
+    new document scores strictly below it none can enter and the full search (maxP over every document, top-k)
+    is skipped. A query without a stored top-k (or whose stored documents are gone) is searched in full.
+    Returns the entering pairs and the new top-k of every query searched in full."""
+    position = {doc_id: i for i, doc_id in enumerate(index.doc_ids)}
+    ends = np.append(index.starts[1:], index.n_passages)
+    new_positions = [position[d] for d in new_docs if d in position]
+    vocabulary = {token for doc in new_tokens for passage in doc for token in passage}
+    out = Reretrieval([], {}, 0, 0, 0)
+    if not new_positions:
+        return out
+    texts = [text for _, text in queries]
+    for (qid, _), tokens in zip(queries, tokenize(texts) if texts else [], strict=True):
+        if not tokens or vocabulary.isdisjoint(tokens):
+            continue
+        out.scored += 1
+        passages = np.asarray(index.retriever.get_scores(tokens))
+
+        def score(i: int, passages: np.ndarray = passages) -> float:
+            return float(passages[index.starts[i] : ends[i]].max())
+
+        best_new = max(score(i) for i in new_positions)
+        if best_new <= 0:
+            out.ruled_out += 1
+            continue
+        known = [position[d] for d in stored.get(qid, ()) if d in position and d not in new_docs]
+        if len(known) >= k and best_new < sorted(score(i) for i in known)[-k]:
+            out.ruled_out += 1
+            continue
+        out.searched += 1
+        scores = np.maximum.reduceat(passages, index.starts)
+        top = [int(i) for i in top_indices(scores, k) if scores[i] > 0]
+        out.top_k[qid] = [index.doc_ids[i] for i in top]
+        out.entering += entering_pairs([[(index.doc_ids[i], float(scores[i])) for i in top]], [qid], new_docs)
+    return out
+
+
+def top_k_of(index: BM25Index, queries: Sequence[tuple[str, str]], k: int) -> dict[str, list[str]]:
+    """Each query's top-k doc ids (score > 0) in ``index`` by a full search."""
+    if not queries:
+        return {}
+    results = index.search([text for _, text in queries], k)
+    return {qid: [doc_id for doc_id, _ in hits] for (qid, _), hits in zip(queries, results, strict=True)}

@@ -14,7 +14,30 @@ import duckdb
 from relabel.grading import DEFAULT_GRADE_PROMPT, label_pairs
 from relabel.llm_client import LLMClient
 from relabel.llm_runner import CallPolicy
+from relabel.prompts import MAX_DOC_CHARS
 from relabel.teacher_votes import combine_votes, recorded_teacher_rows
+
+# the columns of a teacher label row (teacher_labels, teacher_label_votes; inbox_teacher_labels keeps most)
+LABEL_COLUMNS = [
+    "pair_source",
+    "qid",
+    "doc_id",
+    "labeler_id",
+    "model",
+    "prompt_id",
+    "prompt_version",
+    "status",
+    "grade",
+    "expected_grade",
+    "p0",
+    "p1",
+    "p2",
+    "p3",
+    "raw_answer",
+    "error",
+    "from_cache",
+    "latency_s",
+]
 
 FALLBACKS = ("none", "llm")
 
@@ -38,7 +61,7 @@ def grade_with_teachers(
     samples_per_model: int = 1,
     sample_temperature: float = 0.7,
     use_logprobs: bool = True,
-    max_doc_chars: int = 500,
+    max_doc_chars: int = MAX_DOC_CHARS,
     policy: CallPolicy | None = None,
     fallback: str = "none",
     progress: Callable[[str, int, int], Any] | None = None,

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel import incremental as inc
+from relabel.incremental import label_store
 from relabel_assets.common import WRITER_POOL, column_schema, guard_full_rebuild
 from resources.settings import PipelineSettings
 
@@ -28,14 +28,14 @@ def baseline_imports(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     now = pd.Timestamp.now()
     pending = guard_full_rebuild(duckdb, settings.rebootstrap, "baseline_imports")
     with duckdb.get_connection() as conn:
-        inc.ensure_tables(conn)
+        label_store.ensure_tables(conn)
         conn.execute("begin transaction")
         if not conn.execute("select count(*) from document_versions").fetchall()[0][0]:
-            inc.import_baseline(conn, now)
-            import_id, figures = inc.BASELINE_BATCH, {"documents_changed": -1}
+            label_store.import_baseline(conn, now)
+            import_id, figures = label_store.BASELINE_BATCH, {"documents_changed": -1}
         else:
             import_id = pending or f"baseline-{now.strftime('%Y%m%dT%H%M%S%f')}"
-            figures = inc.reimport_baseline(conn, import_id, now)
+            figures = label_store.reimport_baseline(conn, import_id, now)
         changed = pending is not None or any(v for k, v in figures.items() if k != "labels_kept")
         if changed:
             conn.execute(
@@ -54,7 +54,7 @@ def baseline_imports(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
                     figures.get("queries_retired"),
                     figures.get("labels_added"),
                     figures.get("labels_retired"),
-                    "first import" if import_id == inc.BASELINE_BATCH else "re-bootstrap",
+                    "first import" if import_id == label_store.BASELINE_BATCH else "re-bootstrap",
                     import_id,
                 ],
             )
@@ -79,7 +79,7 @@ def current_labels_equal_the_full_pipelines(duckdb: DuckDBResource) -> dg.AssetC
     """Right after the import, the current labels are exactly the full pipeline's pool labels (the teacher's
     where it graded the pair, the student's otherwise): no second, diverging label set."""
     with duckdb.get_connection() as conn:
-        gap = inc.baseline_divergence(conn)
+        gap = label_store.baseline_divergence(conn)
     return dg.AssetCheckResult(
         passed=gap["missing"] == 0 and gap["extra"] == 0,
         description=f"{gap['missing']} baseline labels missing, {gap['extra']} current labels not in the baseline",

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel import incremental as inc
+from relabel.incremental import label_store
 from relabel.warehouse import replace_table, table_columns
 
 WRITER_POOL = "duckdb_writer"
@@ -55,13 +55,14 @@ def read_sql(duckdb: DuckDBResource, sql: str, params: list[Any] | None = None) 
 
 def guard_full_rebuild(duckdb: DuckDBResource, rebootstrap: bool, asset: str) -> str | None:
     """Before a full-pipeline asset rewrites a table the incremental baseline came from: refuse when inbox batches
-    were labeled on top of it, unless ``RELABEL_REBOOTSTRAP`` asks to rebuild (``inc.guard_full_rebuild``); returns
+    were labeled on top of it, unless ``RELABEL_REBOOTSTRAP`` asks to rebuild
+    (``label_store.guard_full_rebuild``); returns
     the pending re-bootstrap's id, if any. The refusal is raised after the connection is closed (the resource's
     connection is not closed when an exception leaves it)."""
     refused: RuntimeError | None = None
     with duckdb.get_connection() as conn:
         try:
-            pending = inc.guard_full_rebuild(conn, rebootstrap, asset, pd.Timestamp.now())
+            pending = label_store.guard_full_rebuild(conn, rebootstrap, asset, pd.Timestamp.now())
         except RuntimeError as error:
             refused, pending = error, None
     if refused is not None:

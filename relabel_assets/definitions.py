@@ -1,9 +1,5 @@
 """The code location: assets, checks, job, sensor and resources (``dagster dev -w workspace.yaml``)."""
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 import dagster as dg  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 

@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.query_stats import difficulty, difficulty_by_type
-from relabel.retrieval import BM25Index, build_pools, near_duplicates
+from relabel.retrieval import BM25Index, query_pools
 from relabel.warehouse import read_table
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, read_sql, write_asset_table
 from resources.model_store import ModelStore
@@ -19,20 +19,6 @@ def current_index_path(duckdb: DuckDBResource) -> Path:
     """Folder of the most recently registered BM25 index."""
     frame = read_sql(duckdb, "select path from bm25_index order by built_at desc limit 1")
     return Path(frame["path"].iloc[0])
-
-
-def query_pools(queries: list[dict], index: BM25Index, texts: dict[str, str], settings: PipelineSettings) -> list[dict]:
-    """Candidate pools of ``queries`` with the configured sizes (their seeds' near-copies excluded)."""
-    if not queries:
-        return []
-    return build_pools(
-        queries,
-        index,
-        near_duplicates(texts, among={q["doc_id"] for q in queries}),
-        bm25_negatives=settings.bm25_negatives,
-        random_negatives=settings.random_negatives,
-        seed=settings.seed,
-    )
 
 
 @dg.asset(deps=["seed_corpus"], kinds={"duckdb", "bm25s"}, pool=WRITER_POOL, group_name="retrieval")
@@ -84,7 +70,14 @@ def candidate_pools(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         queries = read_table(conn, "synthetic_queries").to_dict("records")
         texts = dict(conn.execute("select doc_id, text from seed_corpus").fetchall())
     index = BM25Index.load(current_index_path(duckdb))
-    rows = query_pools(queries, index, texts, settings)
+    rows = query_pools(
+        queries,
+        index,
+        texts,
+        bm25_negatives=settings.bm25_negatives,
+        random_negatives=settings.random_negatives,
+        seed=settings.seed,
+    )
     frame = pd.DataFrame(rows, columns=["qid", "doc_id", "role", "bm25_rank", "bm25_score"])
     seed_ranks = [row["bm25_rank"] for row in rows if row["role"] == "seed"]
     hardness = difficulty(seed_ranks)

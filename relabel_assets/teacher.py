@@ -9,10 +9,10 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.incremental import TABLES_DDL
+from relabel.incremental.label_store import TABLES_DDL
 from relabel.progress import ProgressBars
 from relabel.prompts import load_prompt
-from relabel.teachers import TeacherGrades, grade_with_teachers
+from relabel.teachers import LABEL_COLUMNS, TeacherGrades, grade_with_teachers
 from relabel.warehouse import replace_table
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from relabel_assets.run_config import TeacherLabelsConfig, positive
@@ -27,27 +27,6 @@ union all
 select 'benchmark' as pair_source, qid, query_text, doc_id, title, author, path, modified, doc_type, text
 from human_benchmark
 """
-
-LABEL_COLUMNS = [
-    "pair_source",
-    "qid",
-    "doc_id",
-    "labeler_id",
-    "model",
-    "prompt_id",
-    "prompt_version",
-    "status",
-    "grade",
-    "expected_grade",
-    "p0",
-    "p1",
-    "p2",
-    "p3",
-    "raw_answer",
-    "error",
-    "from_cache",
-    "latency_s",
-]
 
 
 def teacher_grades(

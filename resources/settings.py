@@ -11,6 +11,7 @@ from relabel.benchmarks import DEMO, demo_corpus_dir
 from relabel.cost import DEFAULT_HOURLY_RATE_USD
 from relabel.grading import DEFAULT_GRADE_PROMPT
 from relabel.models import minilm_dir
+from relabel.prompts import MAX_DOC_CHARS
 from relabel.student import StudentConfig
 
 
@@ -31,7 +32,7 @@ class PipelineSettings(dg.ConfigurableResource):
     queries_per_doc: int = 1
     bm25_negatives: int = 2
     random_negatives: int = 1
-    max_doc_chars: int = 500
+    max_doc_chars: int = MAX_DOC_CHARS
     # bytes read of one document file; the rest is hashed, not kept, and the document is marked truncated
     max_doc_bytes: int = 1 << 20
     seed: int = 13

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from relabel import incremental as inc
+from relabel.incremental import batches, rules
 from relabel_assets.partitions import inbox_batches
 from resources.settings import PipelineSettings
 
@@ -26,7 +26,7 @@ def read_staging(database: str, table: str) -> dict[str, str] | None:
             rows = conn.execute(f'select name, body from "{table}" where body is not null').fetchall()
     except duckdb.Error:
         return None
-    return {inc.staging_doc_id(str(name)): str(body) for name, body in rows}
+    return {batches.staging_doc_id(str(name)): str(body) for name, body in rows}
 
 
 def build_inbox_sensor(
@@ -45,23 +45,23 @@ def build_inbox_sensor(
     ) -> dg.SensorResult | dg.SkipReason:
         """Watch the inbox folder and the staging table; each set of new, changed or deleted documents is
         snapshotted as one batch (a dynamic partition) and relabeled incrementally."""
-        cursor = inc.InboxCursor.parse(context.cursor)
+        cursor = batches.InboxCursor.parse(context.cursor)
         folder = inbox or settings.inbox_path()
-        files = inc.scan_inbox(folder, cursor.files)
+        files = batches.scan_inbox(folder, cursor.files)
         staged = read_staging(duckdb.database, settings.staging_table)
-        staging = cursor.staging if staged is None else {d: inc.text_sha256(t) for d, t in staged.items()}
+        staging = cursor.staging if staged is None else {d: rules.text_sha256(t) for d, t in staged.items()}
         file_hashes = {d: s.sha256 for d, s in files.items()}
-        changes = inc.diff_hashes(file_hashes, {d: s.sha256 for d, s in cursor.files.items()}) + inc.diff_hashes(
-            staging, cursor.staging
-        )
+        changes = batches.diff_hashes(
+            file_hashes, {d: s.sha256 for d, s in cursor.files.items()}
+        ) + batches.diff_hashes(staging, cursor.staging)
         if not changes:
             return dg.SkipReason(f"no new, changed or deleted documents in {folder} or {settings.staging_table}")
-        sequence = inc.next_sequence(cursor.sequence, context.instance.get_dynamic_partitions(inbox_batches.name))
+        sequence = batches.next_sequence(cursor.sequence, context.instance.get_dynamic_partitions(inbox_batches.name))
         hashes = {**file_hashes, **staging}
-        batch_id = inc.make_batch_id(sequence, changes, hashes)
-        sources: dict[str, Path | str] = {d: folder / d.removeprefix(inc.INBOX_PREFIX) for d in files}
+        batch_id = batches.make_batch_id(sequence, changes, hashes)
+        sources: dict[str, Path | str] = {d: folder / d.removeprefix(batches.INBOX_PREFIX) for d in files}
         sources.update(staged or {})
-        inc.snapshot_batch(settings.batches_path(), batch_id, sequence, changes, hashes, sources)
+        batches.snapshot_batch(settings.batches_path(), batch_id, sequence, changes, hashes, sources)
         counts = {"new": len(changes.added), "changed": len(changes.changed), "deleted": len(changes.deleted)}
         context.log.info(f"batch {batch_id}: {counts}")
         return dg.SensorResult(
@@ -73,7 +73,7 @@ def build_inbox_sensor(
                 )
             ],
             dynamic_partitions_requests=[inbox_batches.build_add_request([batch_id])],
-            cursor=inc.InboxCursor(sequence, files, staging).dump(),
+            cursor=batches.InboxCursor(sequence, files, staging).dump(),
         )
 
     return inbox_sensor

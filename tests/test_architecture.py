@@ -80,3 +80,15 @@ def test_cycle_detection_catches_a_cycle(tmp_path: Path) -> None:
     graph = import_graph({"a": tmp_path / "a.py", "b": tmp_path / "b.py"})
     with pytest.raises(graphlib.CycleError):
         list(graphlib.TopologicalSorter(graph).static_order())
+
+
+@pytest.mark.unit
+def test_litellm_is_set_up_in_one_place() -> None:
+    """The offline price-table switch lives in ``relabel/__init__.py`` only (tests may pass it to subprocesses)."""
+    homes = sorted(
+        str(path.relative_to(ROOT))
+        for package in (*PACKAGES, "bench")
+        for path in (ROOT / package).rglob("*.py")
+        if "LITELLM_LOCAL_MODEL_COST_MAP" in path.read_text()
+    )
+    assert homes == ["relabel/__init__.py"]

@@ -354,9 +354,9 @@ def test_a_batch_without_a_baseline_fails_with_the_reason_and_keeps_its_snapshot
 
 @pytest.mark.integration
 def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(baseline: Path, tmp_path: Path) -> None:
+    from relabel.incremental.label_store import BATCH_PAIRS_SQL
     from relabel.routing import entropy
     from relabel.student import load_student, pair_text
-    from relabel_assets.incremental import BATCH_PAIRS_SQL
 
     root = copy_baseline(baseline, tmp_path)
     resources = incremental_resources(
@@ -605,10 +605,10 @@ def test_relabel_job_after_inbox_batches_refuses_or_rebootstraps_to_one_label_se
     assert count(db, "select count(*) from seed_corpus") == seed_before, "nothing was rebuilt"
 
     # while a rebuild is under way (its first asset registered a pending re-bootstrap), inbox batches wait
-    from relabel import incremental as inc
+    from relabel.incremental import label_store
 
     with duckdb.connect(db) as conn:
-        pending = inc.guard_full_rebuild(conn, True, "seed_corpus", pd.Timestamp.now())
+        pending = label_store.guard_full_rebuild(conn, True, "seed_corpus", pd.Timestamp.now())
     (root / "inbox" / "wifi.txt").write_text(WIFI + "Guests join the Kestrel-Guest wifi with the daily password.")
     batch2, cursor, waiting = ingest(defs, instance, cursor, raise_on_error=False)
     assert not waiting.success
@@ -626,7 +626,7 @@ def test_relabel_job_after_inbox_batches_refuses_or_rebootstraps_to_one_label_se
     assert imports[-1] == (pending, "done", "re-bootstrap", 1)
 
     with duckdb.connect(db, read_only=True) as conn:
-        assert inc.baseline_divergence(conn)["missing"] == inc.baseline_divergence(conn)["extra"] == 0
+        assert label_store.baseline_divergence(conn)["missing"] == label_store.baseline_divergence(conn)["extra"] == 0
         pools = conn.execute("select count(*) from candidate_pools").fetchall()[0][0]
         teacher_ok = conn.execute(
             "select count(*) from teacher_labels where pair_source = 'pool' and status = 'ok'"

@@ -9,8 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from relabel import incremental as inc
+from relabel import retrieval
 from relabel.cli import DAGSTER_YAML, OLD_DAGSTER_YAMLS, ensure_dagster_yaml
+from relabel.incremental import label_store, rules
 from relabel.query_stats import near_duplicate_free
 from relabel.teacher_votes import recorded_doc_id, recorded_teacher_rows
 
@@ -23,19 +24,19 @@ QUERIES = [
 
 @pytest.mark.unit
 def test_a_deleted_document_retires_every_query_and_a_changed_one_those_it_no_longer_covers() -> None:
-    deleted = inc.queries_to_retire(QUERIES, "deleted", OLD, None)
+    deleted = rules.queries_to_retire(QUERIES, "deleted", OLD, None)
     assert [(r["qid"], r["reason"]) for r in deleted] == [("q1", "document_deleted"), ("q2", "document_deleted")]
     # same topic, reworded: every query still fits
     reworded = {**OLD, "text": "Windows laptops sign in to the GlobalProtect VPN with Okta."}
-    assert inc.queries_to_retire(QUERIES, "changed", OLD, reworded) == []
+    assert rules.queries_to_retire(QUERIES, "changed", OLD, reworded) == []
     # the page now covers something else: the VPN query no longer fits, the sign-in one still does
     other = {**OLD, "title": "Badge policy", "text": "Sign in at reception to get a badge."}
-    retired = inc.queries_to_retire(QUERIES, "changed", OLD, other)
+    retired = rules.queries_to_retire(QUERIES, "changed", OLD, other)
     assert [(r["qid"], r["reason"]) for r in retired] == [("q1", "no_longer_fits")]
     assert "covers 0.00" in retired[0]["detail"]
     # a query the old version did not cover either is not the change's fault
-    assert inc.queries_to_retire([{"qid": "q3", "query_text": "kafka lag"}], "changed", OLD, other) == []
-    assert inc.queries_to_retire(QUERIES, "new", None, OLD) == []
+    assert rules.queries_to_retire([{"qid": "q3", "query_text": "kafka lag"}], "changed", OLD, other) == []
+    assert rules.queries_to_retire(QUERIES, "new", None, OLD) == []
 
 
 def _label(qid: str, kind: str, grade: int, labeler: str = "x") -> dict:
@@ -59,11 +60,11 @@ def test_reimport_keeps_identical_labels_replaces_different_ones_and_retires_wha
         _label("q3", "teacher", 0),
     ]
     current = {
-        ("q1", "d", "h"): inc.label_signature(_label("q1", "teacher", 3)),  # same: kept
-        ("q2", "d", "h"): inc.label_signature(_label("q2", "teacher", 1)),  # differs: replaced
-        ("q9", "d", "h"): inc.label_signature(_label("q9", "teacher", 1)),  # not in the baseline: retired
+        ("q1", "d", "h"): rules.label_signature(_label("q1", "teacher", 3)),  # same: kept
+        ("q2", "d", "h"): rules.label_signature(_label("q2", "teacher", 1)),  # differs: replaced
+        ("q9", "d", "h"): rules.label_signature(_label("q9", "teacher", 1)),  # not in the baseline: retired
     }
-    plan = inc.plan_label_reimport(current, baseline)
+    plan = rules.plan_label_reimport(current, baseline)
     assert plan.kept == 1
     assert [(r["qid"], r["labeler_kind"], r["grade"]) for r in plan.insert] == [
         ("q2", "student", 2),
@@ -72,9 +73,9 @@ def test_reimport_keeps_identical_labels_replaces_different_ones_and_retires_wha
     assert plan.retire == [("q2", "d", "h"), ("q9", "d", "h")]
     applied = {
         **{k: v for k, v in current.items() if k not in plan.retire},
-        **{inc.pair_key(r): inc.label_signature(r) for r in plan.insert},
+        **{rules.pair_key(r): rules.label_signature(r) for r in plan.insert},
     }
-    again = inc.plan_label_reimport(applied, baseline)
+    again = rules.plan_label_reimport(applied, baseline)
     assert (again.insert, again.retire, again.kept) == ([], [], 3), "re-importing the same baseline changes nothing"
 
 
@@ -82,17 +83,19 @@ def test_reimport_keeps_identical_labels_replaces_different_ones_and_retires_wha
 def test_a_full_rebuild_after_inbox_batches_is_refused_unless_a_rebootstrap_is_asked_for() -> None:
     conn = duckdb.connect()
     now = pd.Timestamp("2026-11-29 10:00")
-    assert inc.guard_full_rebuild(conn, False, "seed_corpus", now) is None, "no incremental tables: nothing to guard"
-    inc.ensure_tables(conn)
-    assert inc.guard_full_rebuild(conn, False, "seed_corpus", now) is None, "no inbox batch yet"
+    assert label_store.guard_full_rebuild(conn, False, "seed_corpus", now) is None, (
+        "no incremental tables: nothing to guard"
+    )
+    label_store.ensure_tables(conn)
+    assert label_store.guard_full_rebuild(conn, False, "seed_corpus", now) is None, "no inbox batch yet"
     conn.execute("insert into inbox_batches (batch_id, sequence) values ('b000001-abc', 1)")
     with pytest.raises(RuntimeError, match=r"1 inbox batches \(latest b000001-abc\).*RELABEL_REBOOTSTRAP=1"):
-        inc.guard_full_rebuild(conn, False, "seed_corpus", now)
-    assert inc.pending_rebootstrap(conn) is None
-    pending = inc.guard_full_rebuild(conn, True, "seed_corpus", now)
-    assert pending and pending.startswith("baseline-") and inc.pending_rebootstrap(conn) == pending
+        label_store.guard_full_rebuild(conn, False, "seed_corpus", now)
+    assert label_store.pending_rebootstrap(conn) is None
+    pending = label_store.guard_full_rebuild(conn, True, "seed_corpus", now)
+    assert pending and pending.startswith("baseline-") and label_store.pending_rebootstrap(conn) == pending
     # the rest of the same relabel_job run goes on under the pending re-bootstrap, even without the setting
-    assert inc.guard_full_rebuild(conn, False, "teacher_labels", now) == pending
+    assert label_store.guard_full_rebuild(conn, False, "teacher_labels", now) == pending
 
 
 @pytest.mark.unit
@@ -155,18 +158,18 @@ def test_reretrieval_with_the_stored_top_k_bound_finds_exactly_what_a_full_searc
     ]
     queries = [(f"q{i}", " ".join(rng.sample(words, 3))) for i in range(150)]
     k = 5
-    old_index, tokens, _ = inc.build_bm25(docs[:200])
-    stored = inc.top_k_of(old_index, queries, k)
+    old_index, tokens, _ = retrieval.build_bm25(docs[:200])
+    stored = retrieval.top_k_of(old_index, queries, k)
     new = docs[200:]
-    new_index, _, _ = inc.build_bm25(docs, tokens)
+    new_index, _, _ = retrieval.build_bm25(docs, tokens)
     new_docs = {d["doc_id"]: d["content_hash"] for d in new}
-    new_tokens = [[t] for t in inc.tokenize([d["text"] for d in new])]
-    found = inc.reretrieve(new_index, queries, new_docs, new_tokens, stored, k)
-    expected = inc.entering_pairs(new_index.search([t for _, t in queries], k), [q for q, _ in queries], new_docs)
+    new_tokens = [[t] for t in retrieval.tokenize([d["text"] for d in new])]
+    found = retrieval.reretrieve(new_index, queries, new_docs, new_tokens, stored, k)
+    expected = retrieval.entering_pairs(new_index.search([t for _, t in queries], k), [q for q, _ in queries], new_docs)
     key = lambda r: (r["qid"], r["doc_id"], r["bm25_rank"])  # noqa: E731
     assert sorted(map(key, found.entering)) == sorted(map(key, expected)) and expected
     assert found.ruled_out > 0 and found.searched < found.scored, "the bound spares full searches"
     assert all(found.top_k[q] == [d for d, _ in new_index.search([t], k)[0]] for q, t in queries if q in found.top_k)
     # without a stored top-k every scored query is searched in full, with the same pairs
-    cold = inc.reretrieve(new_index, queries, new_docs, new_tokens, {}, k)
+    cold = retrieval.reretrieve(new_index, queries, new_docs, new_tokens, {}, k)
     assert sorted(map(key, cold.entering)) == sorted(map(key, expected)) and cold.ruled_out < found.ruled_out

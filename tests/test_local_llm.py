@@ -142,3 +142,41 @@ def test_a_pool_of_servers_balances_and_fails_over_without_losing_a_label() -> N
     assert all(base == bases[1] for _, _, status, base in after_calls if status == "ok"), "the survivor answered"
     retried = {item for item, _, _, _ in failed}
     assert all(any(c[0] == item and c[2] == "ok" for c in after_calls) for item in retried), "each failure retried"
+
+
+def test_an_endpoint_down_for_a_whole_run_stores_nothing_false_and_the_next_run_labels_only_what_is_missing() -> None:
+    """``relabel serve-llm`` answers half the pairs, is stopped for a whole run (every call fails with its
+    reason, no grade and no cache row is invented), then started again: the next run calls the LLM only for
+    the pairs that have no answer yet."""
+    port = free_port()
+    client = LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1")
+    conn = duckdb.connect()
+    policy = CallPolicy(max_attempts=2, backoff_initial_s=0.05)
+    pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": f"vpn question {i}"} for i in range(6)]
+
+    def ok_calls() -> int:
+        return conn.execute("select count(*) from llm_calls where status = 'ok'").fetchall()[0][0]
+
+    server = start_served_model(port)
+    try:
+        first = label_pairs(conn, client, pairs[:3], use_logprobs=True, policy=policy)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [r["status"] for r in first] == ["ok"] * 3
+    down = label_pairs(conn, client, pairs, use_logprobs=True, policy=policy)
+    assert [r["status"] for r in down] == ["ok"] * 3 + ["failed"] * 3, "answered pairs come from the cache"
+    for row in down[3:]:
+        assert row["grade"] is None and row["expected_grade"] is None
+        assert "connect" in str(row["error"]).lower(), row["error"]
+    assert conn.execute("select count(*) from llm_cache").fetchall()[0][0] == 3, "a failure is never cached"
+    answered_before = ok_calls()
+    server = start_served_model(port)
+    try:
+        back = label_pairs(conn, client, pairs, use_logprobs=True, policy=policy)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [r["status"] for r in back] == ["ok"] * 6
+    assert ok_calls() - answered_before == 3, "only the missing pairs were sent"
+    assert [r["grade"] for r in back[:3]] == [r["grade"] for r in first]

@@ -8,7 +8,7 @@ import pytest
 
 import resources
 import sensors
-from relabel import incremental as inc
+from relabel.incremental import batches, rules
 from relabel_assets.definitions import build_definitions
 from sensors.inbox import build_inbox_sensor
 from tests.conftest import ASSET_NAMES, INCREMENTAL_ASSET_NAMES
@@ -32,17 +32,17 @@ def _evaluate(sensor: dg.SensorDefinition, resources: dict, instance: dg.Dagster
 @pytest.mark.unit
 def test_inbox_sensor_requests_one_partitioned_run_per_batch(pipeline_resources) -> None:
     settings = pipeline_resources["settings"]
-    inbox = settings.inbox_path()
+    inbox_dir = settings.inbox_path()
     sensor = build_inbox_sensor("incremental_relabel_job")
     instance = dg.DagsterInstance.ephemeral()
     assert isinstance(_evaluate(sensor, pipeline_resources, instance, None), dg.SkipReason), "no inbox: skip"
-    inbox.mkdir()
+    inbox_dir.mkdir()
     assert isinstance(_evaluate(sensor, pipeline_resources, instance, None), dg.SkipReason), "empty inbox: skip"
 
-    (inbox / "a.md").write_text("# A\nfirst document")
-    (inbox / "sub").mkdir()
-    (inbox / "sub" / "b.txt").write_text("second document")
-    (inbox / "notes.xlsx").write_text("ignored: unsupported type")
+    (inbox_dir / "a.md").write_text("# A\nfirst document")
+    (inbox_dir / "sub").mkdir()
+    (inbox_dir / "sub" / "b.txt").write_text("second document")
+    (inbox_dir / "notes.xlsx").write_text("ignored: unsupported type")
     first = _evaluate(sensor, pipeline_resources, instance, None)
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
@@ -55,7 +55,7 @@ def test_inbox_sensor_requests_one_partitioned_run_per_batch(pipeline_resources)
         "relabel/changed": "0",
         "relabel/deleted": "0",
     }
-    manifest = inc.BatchManifest.load(settings.batches_path() / request.partition_key)
+    manifest = batches.BatchManifest.load(settings.batches_path() / request.partition_key)
     assert sorted(manifest.added) == ["inbox/a.md", "inbox/sub/b.txt"]
     snapshot = settings.batches_path() / request.partition_key / "files" / "inbox" / "sub" / "b.txt"
     assert snapshot.read_text() == "second document"
@@ -63,7 +63,7 @@ def test_inbox_sensor_requests_one_partitioned_run_per_batch(pipeline_resources)
     same = _evaluate(sensor, pipeline_resources, instance, first.cursor)
     assert isinstance(same, dg.SkipReason), "the same files again: nothing"
 
-    (inbox / "a.md").write_text("# A\nfirst document, edited and longer")
+    (inbox_dir / "a.md").write_text("# A\nfirst document, edited and longer")
     changed = _evaluate(sensor, pipeline_resources, instance, first.cursor)
     assert len(changed.run_requests) == 1
     assert changed.run_requests[0].partition_key.startswith("b000002-")
@@ -73,14 +73,14 @@ def test_inbox_sensor_requests_one_partitioned_run_per_batch(pipeline_resources)
         "relabel/changed": "1",
         "relabel/deleted": "0",
     }
-    assert inc.BatchManifest.load(settings.batches_path() / changed.run_requests[0].partition_key).changed == {
-        "inbox/a.md": inc.text_sha256("# A\nfirst document, edited and longer")
+    assert batches.BatchManifest.load(settings.batches_path() / changed.run_requests[0].partition_key).changed == {
+        "inbox/a.md": rules.text_sha256("# A\nfirst document, edited and longer")
     }
 
-    (inbox / "sub" / "b.txt").unlink()
+    (inbox_dir / "sub" / "b.txt").unlink()
     deleted = _evaluate(sensor, pipeline_resources, instance, changed.cursor)
     assert deleted.run_requests[0].tags["relabel/deleted"] == "1"
-    assert inc.BatchManifest.load(settings.batches_path() / deleted.run_requests[0].partition_key).deleted == [
+    assert batches.BatchManifest.load(settings.batches_path() / deleted.run_requests[0].partition_key).deleted == [
         "inbox/sub/b.txt"
     ]
 
@@ -96,8 +96,8 @@ def test_inbox_sensor_reads_the_staging_table_as_a_second_source(pipeline_resour
         conn.execute("insert into inbox_staging values ('crm/note-7.md', '# Note\ncustomer asked for SSO', now())")
     first = _evaluate(sensor, pipeline_resources, instance, None)
     key = first.run_requests[0].partition_key
-    assert inc.BatchManifest.load(settings.batches_path() / key).added == {
-        "staging/crm/note-7.md": inc.text_sha256("# Note\ncustomer asked for SSO")
+    assert batches.BatchManifest.load(settings.batches_path() / key).added == {
+        "staging/crm/note-7.md": rules.text_sha256("# Note\ncustomer asked for SSO")
     }
     assert (settings.batches_path() / key / "files" / "staging" / "crm" / "note-7.md").exists()
     assert isinstance(_evaluate(sensor, pipeline_resources, instance, first.cursor), dg.SkipReason)
