@@ -46,6 +46,7 @@ class LLMAnswer:
     from_cache: bool = False
     cost_usd: float = 0.0
     api_base: str | None = None  # the deployment that answered, when the model is served from an api_base
+    cached_tokens: int = 0  # prompt tokens the server reused from its prefix (KV) cache
 
 
 @dataclass
@@ -157,6 +158,7 @@ class LLMClient:
             latency_s=latency,
             cost_usd=cost,
             api_base=(getattr(response, "_hidden_params", None) or {}).get("api_base") or (bases[0] if bases else None),
+            cached_tokens=int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0),
         )
 
     def max_cost_usd(self, messages: list[dict[str, str]], max_tokens: int) -> float:

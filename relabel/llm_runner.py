@@ -38,9 +38,11 @@ create table if not exists llm_calls (
     latency_s double,
     error varchar,
     called_at timestamp default current_timestamp,
-    api_base varchar
+    api_base varchar,
+    cached_tokens integer
 );
 alter table llm_calls add column if not exists api_base varchar;
+alter table llm_calls add column if not exists cached_tokens integer;
 """
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -98,6 +100,9 @@ class CallPolicy:
     tokens_per_minute: int | None = None
     budget_usd: float | None = None
     invalid_answer_retries: int = 1
+    # "prefix": send calls sorted by their messages, so consecutive prompts share the longest prefix and a
+    # server's prefix (KV) cache skips it; "given": in the order asked
+    order: str = "prefix"
     budget: Budget | None = field(default=None, compare=False, repr=False)
     limiter: _RateLimiter | None = field(default=None, compare=False, repr=False)
 
@@ -109,6 +114,9 @@ class CallPolicy:
             budget=Budget(self.budget_usd) if self.budget_usd is not None else None,
             limiter=_RateLimiter(self.requests_per_minute, self.tokens_per_minute),
         )
+
+
+CALL_ORDERS = ("prefix", "given")
 
 
 @dataclass(frozen=True)
@@ -266,8 +274,10 @@ def run_calls(
                 return outcome
             invalid_left -= 1
 
+    if policy.order not in CALL_ORDERS:
+        raise ValueError(f"call order must be one of {CALL_ORDERS}, got {policy.order!r}")
     done = 0
-    queue = list(pending)
+    queue = sorted(pending, key=lambda item: prefix_order_key(item[0])) if policy.order == "prefix" else list(pending)
     keys = {request.item_id: key for request, key in pending}
     with ThreadPoolExecutor(max_workers=max(1, policy.max_concurrency)) as pool:
         running: dict[Future[CallOutcome], CallRequest] = {}
@@ -305,6 +315,12 @@ def run_calls(
     return outcomes
 
 
+def prefix_order_key(request: CallRequest) -> list[tuple[str, str]]:
+    """Sort key that puts requests sharing the longest message prefix next to each other (lexicographic order
+    of the messages: the fixed rubric, then the query, then the document)."""
+    return [(m["role"], m["content"]) for m in request.messages]
+
+
 def _log_attempts(
     conn: duckdb.DuckDBPyConnection,
     client: LLMClient,
@@ -321,8 +337,8 @@ def _log_attempts(
         spent += cost
         conn.execute(
             "insert into llm_calls (labeler_id, model, prompt_id, prompt_version, item_id, cache_key, attempt, "
-            "status, tokens_in, tokens_out, cost_usd, latency_s, error, api_base) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, tokens_in, tokens_out, cost_usd, latency_s, error, api_base, cached_tokens) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 labeler_id,
                 client.model,
@@ -338,6 +354,7 @@ def _log_attempts(
                 answer.latency_s if answer else attempt.get("latency_s"),
                 attempt.get("error"),
                 answer.api_base if answer else None,
+                answer.cached_tokens if answer else None,
             ],
         )
     return spent

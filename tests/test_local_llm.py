@@ -180,3 +180,25 @@ def test_an_endpoint_down_for_a_whole_run_stores_nothing_false_and_the_next_run_
     assert [r["status"] for r in back] == ["ok"] * 6
     assert ok_calls() - answered_before == 3, "only the missing pairs were sent"
     assert [r["grade"] for r in back[:3]] == [r["grade"] for r in first]
+
+
+def test_prefix_order_reuses_the_kv_cache_with_the_same_grades() -> None:
+    """Calls sorted by their messages put a query's documents next to each other, so the server's prefix cache
+    skips the rubric and the query: the same grades, fewer prompt tokens processed (``cached_tokens``)."""
+    docs = [{**DOC, "doc_id": f"d{i}", "text": f"{DOC['text']} Note {i}: {word}."} for i, word in enumerate("abc")]
+    queries = ["how do I set up the vpn gateway on windows", "who approves parental leave requests in finance"]
+    interleaved = [
+        {**doc, "pair_source": "pool", "qid": f"q{j}", "query_text": query}
+        for doc in docs
+        for j, query in enumerate(queries)
+    ]
+    processed, grades = {}, {}
+    for order in ("given", "prefix"):
+        conn = duckdb.connect()
+        rows = label_pairs(conn, LLMClient(MODEL), interleaved, use_logprobs=True, policy=CallPolicy(order=order))
+        grades[order] = {(r["qid"], r["doc_id"]): r["grade"] for r in rows}
+        tokens_in, cached = conn.execute("select sum(tokens_in), sum(cached_tokens) from llm_calls").fetchall()[0]
+        assert cached is not None and 0 <= cached < tokens_in
+        processed[order] = tokens_in - cached
+    assert grades["prefix"] == grades["given"]
+    assert processed["prefix"] < processed["given"], processed
