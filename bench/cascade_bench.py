@@ -5,7 +5,7 @@
 Reads the students' recorded predictions from ``bench/scale_bench.py`` (transfer: the default student ``{}`` on
 trec-dl-2023-test-a, teacher = the recorded GPT-4o labeling willia-umbrela1; leave-one-year-out when present:
 each held-out TREC DL year with GPT-4o's grades of it as the teacher, routed per year, pooled) and, at teacher
-shares of 0, 5, 10, 20, 30, 50 and 100%, routes with ``relabel.routing``: uncertainty by entropy (when the
+shares of 0, 5, 10, 20, 30, 50 and 100%, routes with ``relabel.teacher.routing``: uncertainty by entropy (when the
 predictions carry p0..p3) and by threshold margin, and random routing (mean of ``--seeds`` seeds). Each cascade
 is scored against NIST with the metrics of ``bench/scale_bench.py`` (kappa, quadratic kappa, pairwise
 accuracy, nDCG@10), and priced: teacher calls at GPT-4o's litellm price for the grading prompt's estimated
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from relabel.routing import (  # noqa: E402
+from relabel.teacher.routing import (  # noqa: E402
     REASON_RANDOM,
     REASON_RANDOM_SLICE,
     DisagreementModel,
@@ -100,7 +100,7 @@ def route_frame(
     models: dict[str, DisagreementModel] | None = None,
 ) -> tuple[pd.DataFrame, int, int]:
     """The cascade's labels (``grade``, ``score``, ``labeler_kind``, ``routing_reason``) when each split routes
-    ``share`` of its pairs (``relabel.routing.cascade_frame``); also the teacher pairs and the random slice,
+    ``share`` of its pairs (``relabel.teacher.routing.cascade_frame``); also the teacher pairs and the random slice,
     summed over splits."""
     parts, teacher_pairs, random_slice = [], 0, 0
     for split, part in frame.groupby("split", sort=True):
@@ -131,7 +131,7 @@ def route_frame(
 def fit_models(
     fit_frame: pd.DataFrame, teacher: str, splits: list[str], cross_fit: bool, use_probabilities: bool = True
 ) -> dict[str, Any]:
-    """Disagreement models (``relabel.routing.fit_disagreement``) from the student-vs-teacher disagreements of
+    """Disagreement models (``relabel.teacher.routing.fit_disagreement``) from the student-vs-teacher disagreements of
     ``fit_frame``: one per split of ``splits``, fitted on the other splits when ``cross_fit`` (leave one year
     out), else on all of ``fit_frame``; p0..p3 are features only when both sides have them. No NIST grade is
     read."""
@@ -160,9 +160,9 @@ def fit_models(
 def teacher_usd_per_pair(shared: Path, folder: str, keys: pd.DataFrame, sample: int = 2000) -> float:
     """Mean GPT-4o price of grading one pair with the ``grade_nist`` prompt (whole passage shown), tokens
     estimated as UTF-8 bytes / 4, over a seeded sample of the pairs."""
-    from relabel.benchmarks import read_docs_jsonl, read_queries
-    from relabel.cost import api_cost_usd
-    from relabel.prompts import load_prompt, render_pair
+    from relabel.evaluation.cost import api_cost_usd
+    from relabel.evaluation.judgments import read_docs_jsonl, read_queries
+    from relabel.llm.prompts import load_prompt, render_pair
 
     picked = keys.sample(min(sample, len(keys)), random_state=0)
     queries = read_queries(shared / folder / "queries.tsv")
@@ -409,7 +409,7 @@ def main() -> None:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
-    from relabel.plots import cascade_curve_plot
+    from relabel.evaluation.plots import cascade_curve_plot
 
     for protocol, table in curves:
         png = args.png if protocol == "transfer" else args.png.with_name(f"{args.png.stem}_{protocol}.png")

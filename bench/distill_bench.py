@@ -28,12 +28,12 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from student_sweep import DEFAULT_TEACHERS, TEST_A, query_folds  # noqa: E402
 
-from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries  # noqa: E402
-from relabel.metrics import agreement, ranking_agreement  # noqa: E402
+from relabel.evaluation.judgments import read_docs_jsonl, read_label_file, read_queries  # noqa: E402
+from relabel.evaluation.metrics import agreement, ranking_agreement  # noqa: E402
 from relabel.models import minilm_dir  # noqa: E402
 from relabel.student import StudentConfig, load_student, pair_text, train_student  # noqa: E402
 from relabel.student.cross_encoder import set_inference_threads  # noqa: E402
-from relabel.teacher_votes import (
+from relabel.teacher.votes import (
     recorded_teacher,  # noqa: E402
     training_rows,  # noqa: E402
 )
@@ -84,8 +84,8 @@ def encoder_flops_per_pair(model_dir: Path, recipe: str, queries: list[str], doc
 
 def local_teacher_speed(pairs: list[dict], model: str) -> float:
     """Labels/s of the embedded local teacher on ``pairs`` (logprob mode, no answer cache; warm model)."""
-    from relabel.grading import label_pairs
-    from relabel.llm_client import LLMClient
+    from relabel.llm.client import LLMClient
+    from relabel.teacher.grading import label_pairs
 
     client = LLMClient(f"relabel-local/{model}")
     with duckdb.connect(":memory:") as conn:

@@ -41,11 +41,11 @@ import pandas as pd  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from relabel import retrieval  # noqa: E402
-from relabel.benchmarks import demo_corpus_dir  # noqa: E402
-from relabel.documents import scan_directory  # noqa: E402
+from relabel.corpus.documents import scan_directory  # noqa: E402
+from relabel.evaluation.judgments import demo_corpus_dir  # noqa: E402
 from relabel.models import minilm_dir  # noqa: E402
-from relabel.query_synthesis import query_id  # noqa: E402
 from relabel.student import StudentConfig, train_student  # noqa: E402
+from relabel.synthesis.queries import query_id  # noqa: E402
 from relabel.warehouse import replace_table  # noqa: E402
 from relabel_assets.definitions import build_definitions  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402

@@ -39,7 +39,9 @@ def main() -> None:
         started = time.perf_counter()
         rows = label_pairs(conn, client, pairs, use_logprobs=True, policy=CallPolicy(order=order))
         seconds = time.perf_counter() - started
-        grades[order] = [(r["qid"], r["doc_id"], r["grade"]) for r in sorted(rows, key=lambda r: (r["qid"], r["doc_id"]))]
+        grades[order] = [
+            (r["qid"], r["doc_id"], r["grade"]) for r in sorted(rows, key=lambda r: (r["qid"], r["doc_id"]))
+        ]
         tokens_in, cached = conn.execute("select sum(tokens_in), sum(cached_tokens) from llm_calls").fetchall()[0]
         results.append(
             {

@@ -41,7 +41,7 @@ def main() -> None:
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
     from transformers import AutoModel, AutoTokenizer
 
-    from relabel.benchmarks import read_docs_jsonl, read_label_file
+    from relabel.evaluation.judgments import read_docs_jsonl, read_label_file
     from relabel.models import minilm_dir
     from relabel.student.bi_encoder import embed
 

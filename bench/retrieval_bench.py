@@ -23,13 +23,13 @@ from typing import Any
 
 import duckdb  # noqa: E402
 
-from relabel import local_llm  # noqa: E402
-from relabel.benchmarks import demo_corpus_dir, load_demo_judgments, read_queries  # noqa: E402
-from relabel.documents import scan_directory  # noqa: E402
-from relabel.llm_client import LLMClient  # noqa: E402
-from relabel.query_stats import candidate_diversity, difficulty, difficulty_by_type, query_set_stats  # noqa: E402
-from relabel.query_synthesis import synthesize_queries  # noqa: E402
+from relabel.corpus.documents import scan_directory  # noqa: E402
+from relabel.evaluation.judgments import demo_corpus_dir, load_demo_judgments, read_queries  # noqa: E402
+from relabel.llm import local as local_llm  # noqa: E402
+from relabel.llm.client import LLMClient  # noqa: E402
 from relabel.retrieval import BM25Index, build_pools, near_duplicates, seed_ranks  # noqa: E402
+from relabel.synthesis.queries import synthesize_queries  # noqa: E402
+from relabel.synthesis.query_stats import candidate_diversity, difficulty, difficulty_by_type, query_set_stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TREC_DL_2019 = REPO.parent / "shared" / "benchmarks" / "trec-dl-2019"

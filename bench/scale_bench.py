@@ -66,8 +66,8 @@ def pair_rows(queries: dict[str, str], docs: dict[str, dict], keys: list[tuple[s
 def load_rows(shared: Path) -> dict[str, list[dict[str, Any]]]:
     """Training rows (GPT-4o grades of every DL 2019-2021 pair, with the query's year) and the test-a pairs to
     label. No NIST grade is in either."""
-    from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries
-    from relabel.teacher_votes import recorded_teacher, training_rows
+    from relabel.evaluation.judgments import read_docs_jsonl, read_label_file, read_queries
+    from relabel.teacher.votes import recorded_teacher, training_rows
 
     folder = shared / SCALE
     queries = read_queries(folder / "queries.tsv")
@@ -84,7 +84,7 @@ def load_rows(shared: Path) -> dict[str, list[dict[str, Any]]]:
 
 def grade_frame(path: Path, name: str) -> pd.DataFrame:
     """A qrels-format file as qid, doc_id, ``name`` (grade)."""
-    from relabel.benchmarks import read_label_file
+    from relabel.evaluation.judgments import read_label_file
 
     return read_label_file(path).rename(columns={"grade": name})
 
@@ -92,7 +92,7 @@ def grade_frame(path: Path, name: str) -> pd.DataFrame:
 def reference_frames(shared: Path) -> dict[str, pd.DataFrame]:
     """Per evaluation split (test-a, each year): qid, doc_id, NIST grade (``human``) and the teachers' grades
     and scores, for the report only."""
-    from relabel.teacher_votes import recorded_teacher
+    from relabel.teacher.votes import recorded_teacher
 
     folder = shared / SCALE
     scale = grade_frame(folder / "qrels.txt", "human").merge(
@@ -216,7 +216,7 @@ def run_protocols(
 
 def labeler_metrics(frame: pd.DataFrame, grade: str, score: str, teacher: str | None = None) -> dict[str, float]:
     """Agreement with NIST of one labeler's grade and score columns, and its kappa with ``teacher``."""
-    from relabel.metrics import agreement, ranking_agreement
+    from relabel.evaluation.metrics import agreement, ranking_agreement
 
     vs_human = agreement(frame["human"], frame[grade])
     ranking = ranking_agreement(frame.assign(score=frame[score])[["qid", "human", "score"]])

@@ -47,8 +47,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bench.incremental_bench import logged_llm_calls, train_bench_student, write_baseline_tables  # noqa: E402
-from relabel.documents import scan_directory  # noqa: E402
-from relabel.teacher_votes import read_recorded_labels  # noqa: E402
+from relabel.corpus.documents import scan_directory  # noqa: E402
+from relabel.teacher.votes import read_recorded_labels  # noqa: E402
 from relabel_assets.definitions import build_definitions  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
 from resources.model_store import ModelStore  # noqa: E402
@@ -92,8 +92,8 @@ def load_stream(bench: Path, seed: int) -> tuple[list[tuple[str, str]], dict[str
 def template_queries(passages: list[tuple[str, str]], taken: list[str]) -> list[dict[str, Any]]:
     """One query per baseline passage without an LLM (its first words and one longer word further on, as a
     user would recall it), near-duplicates of ``taken`` or of each other dropped by the synthesis rule."""
-    from relabel.query_stats import NearDuplicateIndex
-    from relabel.query_synthesis import query_id
+    from relabel.synthesis.queries import query_id
+    from relabel.synthesis.query_stats import NearDuplicateIndex
 
     index = NearDuplicateIndex()
     for text in taken:
@@ -360,7 +360,7 @@ def main() -> None:
             "where r.retired_at is null and (q.retired_at is not null or d.retired_at is not null)"
         ).fetchall()[0][0]
         texts = conn.execute("select query_text from label_queries where retired_at is null").df()
-    from relabel.query_stats import near_duplicate_free
+    from relabel.synthesis.query_stats import near_duplicate_free
 
     dupes = near_duplicate_free(texts)
     print(

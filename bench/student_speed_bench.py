@@ -23,11 +23,11 @@ from distill_bench import (
     matmul_gflops,
 )
 
-from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries
+from relabel.evaluation.judgments import read_docs_jsonl, read_label_file, read_queries
 from relabel.models import minilm_dir
 from relabel.student import StudentConfig, load_student, pair_text, read_meta, train_student
 from relabel.student.cross_encoder import set_inference_threads
-from relabel.teacher_votes import recorded_teacher, training_rows
+from relabel.teacher.votes import recorded_teacher, training_rows
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from relabel.metrics import agreement, ranking_agreement  # noqa: E402
+from relabel.evaluation.metrics import agreement, ranking_agreement  # noqa: E402
 from relabel.student import load_student, train_student  # noqa: E402
 from relabel.student.base import StudentConfig, apply_thresholds, fit_thresholds, pair_text, torch_device  # noqa: E402
 
@@ -52,8 +52,8 @@ def query_folds(qids: list[str], folds: int) -> list[list[str]]:
 
 def benchmark_rows(benchmark: Path, teachers: list[str]) -> list[dict]:
     """Teacher-labeled training rows of every judged pair, each with its NIST grade as ``human``."""
-    from relabel.benchmarks import read_docs_jsonl, read_label_file, read_queries
-    from relabel.teacher_votes import recorded_teacher, training_rows
+    from relabel.evaluation.judgments import read_docs_jsonl, read_label_file, read_queries
+    from relabel.teacher.votes import recorded_teacher, training_rows
 
     queries = read_queries(benchmark / "queries.tsv")
     human = read_label_file(benchmark / "qrels.txt")

@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from relabel.benchmarks import load_trec_folder  # noqa: E402
-from relabel.grading import label_pairs  # noqa: E402
-from relabel.llm_client import LLMClient  # noqa: E402
-from relabel.metrics import agreement, ranking_agreement  # noqa: E402
+from relabel.evaluation.judgments import load_trec_folder  # noqa: E402
+from relabel.evaluation.metrics import agreement, ranking_agreement  # noqa: E402
+from relabel.llm.client import LLMClient  # noqa: E402
+from relabel.teacher.grading import label_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "benchmarks" / "trec-dl-2023-dev"

@@ -120,7 +120,7 @@ def _print_report() -> None:
     """The stored summary table (metrics with 95% intervals) and the cost and speed table."""
     import duckdb
 
-    from relabel.report import cost_markdown, to_markdown
+    from relabel.evaluation.report import cost_markdown, to_markdown
     from relabel.warehouse import table_exists
 
     with duckdb.connect(str(paths.duckdb_path()), read_only=True) as conn:
@@ -165,7 +165,7 @@ def ui(port: int, module: str) -> None:
 def serve_llm(model: str, port: int) -> None:
     """Serve the embedded GGUF model as an OpenAI-compatible API on 127.0.0.1 (use it with
     RELABEL_LLM_MODEL=openai/<model> RELABEL_LLM_API_BASE=http://127.0.0.1:<port>/v1)."""
-    from relabel.llm_server import serve
+    from relabel.llm.server import serve
 
     click.echo(f"serving {model} on http://127.0.0.1:{port}/v1")
     serve(model, port)
@@ -209,8 +209,8 @@ def agree(
     """Agreement of label files with human qrels from files alone (no Dagster state), computed by the same
     code as the agreement_report asset: `relabel agree --human QRELS --labels RUN [RUN ...] [--out DIR]`.
     The labeler id is the file name stem."""
-    from relabel.benchmarks import JudgmentError, read_label_file, read_runs
-    from relabel.report import build_report, to_markdown, write_report
+    from relabel.evaluation.judgments import JudgmentError, read_label_file, read_runs
+    from relabel.evaluation.report import build_report, to_markdown, write_report
 
     started = time.perf_counter()
     try:
@@ -240,7 +240,7 @@ def agree(
         click.echo("\nSystems by nDCG@10 under human and labeler judgments:\n")
         click.echo(report.systems.round(4).to_markdown(index=False))
     if out is not None:
-        from relabel.plots import report_plots
+        from relabel.evaluation.plots import report_plots
 
         paths = write_report(report, out, report_plots(report), f"Agreement with {human_path.name}")
         click.echo(f"\nwrote {paths['markdown']}, {paths['html']}, {paths['json']} and {out / 'plots'}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from relabel.benchmarks import read_docs_jsonl, read_queries
+from relabel.evaluation.judgments import read_docs_jsonl, read_queries
 
 LABEL_CHUNK = 512
 
@@ -143,7 +143,7 @@ def distill(
     """Train a student on teacher labels from files (the same code as the student_checkpoint asset)."""
     from relabel.models import minilm_dir
     from relabel.student import StudentConfig, model_card, read_meta, train_student
-    from relabel.teacher_votes import recorded_teacher, training_rows
+    from relabel.teacher.votes import recorded_teacher, training_rows
 
     queries = read_queries(queries_path)
     labels = recorded_teacher(list(runs), set(queries))
@@ -330,8 +330,8 @@ def _cascade(
     write ``<out>.routing.tsv`` and return the final grades."""
     import numpy as np
 
-    from relabel.routing import budget_pairs, combine, route
-    from relabel.teacher_votes import read_recorded_labels
+    from relabel.teacher.routing import budget_pairs, combine, route
+    from relabel.teacher.votes import read_recorded_labels
 
     teacher = read_recorded_labels(teacher_path)
     keys = [key for key, _, _, _ in rows]

@@ -21,7 +21,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from relabel.query_stats import normalize
+from relabel.synthesis.query_stats import normalize
 
 DOC_IDS_FILE = "doc_ids.json"
 PASSAGES_FILE = "passages.json"

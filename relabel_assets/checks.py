@@ -8,10 +8,10 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel import quality
-from relabel.custom_checks import failure_rate_below, pools_hold_seed_and_negative
-from relabel.quality import CheckOutcome
-from relabel.query_stats import diversity_outcome, near_duplicate_free, seed_retrieval_outcome
+from relabel.checks import expectations as quality
+from relabel.checks.custom import failure_rate_below, pools_hold_seed_and_negative
+from relabel.checks.expectations import CheckOutcome
+from relabel.synthesis.query_stats import diversity_outcome, near_duplicate_free, seed_retrieval_outcome
 from relabel_assets.common import WRITER_POOL, read_sql
 
 Evaluate = Callable[[pd.DataFrame], CheckOutcome]

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.documents import Document, scan_directory
+from relabel.corpus.documents import Document, scan_directory
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from resources.settings import PipelineSettings
 

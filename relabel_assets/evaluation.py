@@ -9,9 +9,9 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.benchmarks import folder_runs, load_judgments
-from relabel.cost import cost_table
-from relabel.report import build_report, cost_markdown, headline_kappas, to_markdown, write_report
+from relabel.evaluation.cost import cost_table
+from relabel.evaluation.judgments import folder_runs, load_judgments
+from relabel.evaluation.report import build_report, cost_markdown, headline_kappas, to_markdown, write_report
 from relabel.warehouse import replace_table, table_exists
 from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
 from resources.settings import PipelineSettings
@@ -96,7 +96,7 @@ def _cascade(
     """The cost dial on the judged pairs: the cascade at ``RELABEL_TEACHER_SAMPLE_RATE`` with
     ``RELABEL_TEACHER_ROUTING`` as one more labeler (its cost row: teacher share x teacher + student), and its
     curve by teacher share. Unchanged inputs and an empty curve when student or teacher labels are missing."""
-    from relabel.routing import cascade_curve, cascade_frame
+    from relabel.teacher.routing import cascade_curve, cascade_frame
 
     with duckdb.get_connection() as conn:
         if not (table_exists(conn, "student_labels") and table_exists(conn, "student_checkpoint")):
@@ -170,7 +170,7 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     curve by teacher share). Written to ``<data>/reports`` as Markdown, HTML and JSON with PNG plots; the per-query
     and cost tables are also stored as ``agreement_per_query`` and ``labeler_cost``. Headline metadata: Cohen's
     kappa of the teacher, the student and the cascade against the human judgments (``teacher_kappa``, ...)."""
-    from relabel.plots import report_plots  # matplotlib loads only when the report is built
+    from relabel.evaluation.plots import report_plots  # matplotlib loads only when the report is built
 
     started = time.perf_counter()
     human = read_sql(duckdb, "select qid, doc_id, grade from human_benchmark")

@@ -14,12 +14,12 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel import retrieval
-from relabel.documents import Document
+from relabel.corpus.documents import Document
 from relabel.incremental import batches, label_store, rules
 from relabel.incremental.candidates import PAIR_COLUMNS, batch_candidates
 from relabel.incremental.labeling import route_batch, student_label_rows, teacher_label_frame
-from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index
+from relabel.synthesis.queries import synthesize_queries
 from relabel_assets.common import WRITER_POOL, column_schema, read_sql
 from relabel_assets.partitions import inbox_batches
 from relabel_assets.teacher import teacher_grades

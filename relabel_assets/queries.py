@@ -7,9 +7,9 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.progress import ProgressBars
-from relabel.query_stats import candidate_diversity, difficulty, difficulty_by_type, query_set_stats
-from relabel.query_synthesis import synthesize_queries
 from relabel.retrieval import BM25Index, seed_ranks
+from relabel.synthesis.queries import synthesize_queries
+from relabel.synthesis.query_stats import candidate_diversity, difficulty, difficulty_by_type, query_set_stats
 from relabel.warehouse import read_table, replace_table
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from relabel_assets.run_config import SyntheticQueriesConfig, positive

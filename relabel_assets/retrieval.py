@@ -7,8 +7,8 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from relabel.query_stats import difficulty, difficulty_by_type
 from relabel.retrieval import BM25Index, query_pools
+from relabel.synthesis.query_stats import difficulty, difficulty_by_type
 from relabel.warehouse import read_table
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, read_sql, write_asset_table
 from resources.model_store import ModelStore

@@ -18,7 +18,7 @@ class TeacherLabelsConfig(dg.Config):
     )
     prompt_id: str | None = Field(
         default=None,
-        description="grading prompt, a file of relabel/prompt_files (grade_nist, grade_one_digit). "
+        description="grading prompt, a file of relabel/llm/prompt_files (grade_nist, grade_one_digit). "
         "Empty: RELABEL_TEACHER_PROMPT_ID.",
     )
     samples: int | None = Field(

@@ -10,9 +10,9 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.incremental.label_store import TABLES_DDL
+from relabel.llm.prompts import load_prompt
 from relabel.progress import ProgressBars
-from relabel.prompts import load_prompt
-from relabel.teachers import LABEL_COLUMNS, TeacherGrades, grade_with_teachers
+from relabel.teacher.labels import LABEL_COLUMNS, TeacherGrades, grade_with_teachers
 from relabel.warehouse import replace_table
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from relabel_assets.run_config import TeacherLabelsConfig, positive

@@ -4,9 +4,9 @@ import os
 
 import dagster as dg
 
-from relabel.cost import DEFAULT_HOURLY_RATE_USD
-from relabel.llm_client import LLMClient
-from relabel.llm_runner import CallPolicy
+from relabel.evaluation.cost import DEFAULT_HOURLY_RATE_USD
+from relabel.llm.client import LLMClient
+from relabel.llm.runner import CallPolicy
 
 DEFAULT_LLM_MODEL = "relabel-local/qwen2.5-coder-1.5b"
 DEFAULT_QUERY_MODEL = "relabel-local/qwen2.5-coder-0.5b"

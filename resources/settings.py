@@ -7,12 +7,12 @@ from pathlib import Path
 import dagster as dg
 
 from relabel import paths
-from relabel.benchmarks import DEMO, demo_corpus_dir
-from relabel.cost import DEFAULT_HOURLY_RATE_USD
-from relabel.grading import DEFAULT_GRADE_PROMPT
+from relabel.evaluation.cost import DEFAULT_HOURLY_RATE_USD
+from relabel.evaluation.judgments import DEMO, demo_corpus_dir
+from relabel.llm.prompts import MAX_DOC_CHARS
 from relabel.models import minilm_dir
-from relabel.prompts import MAX_DOC_CHARS
 from relabel.student import StudentConfig
+from relabel.teacher.grading import DEFAULT_GRADE_PROMPT
 
 
 def env_var(field_name: str) -> str:
@@ -37,7 +37,7 @@ class PipelineSettings(dg.ConfigurableResource):
     max_doc_bytes: int = 1 << 20
     seed: int = 13
     teacher_runs: list[str] = []
-    # grading prompt of the teacher: a file stem of relabel/prompt_files
+    # grading prompt of the teacher: a file stem of relabel/llm/prompt_files
     teacher_prompt_id: str = DEFAULT_GRADE_PROMPT
     student_recipe: str = "bi-encoder"
     student_objective: str = "soft"

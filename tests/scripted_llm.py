@@ -18,7 +18,7 @@ import litellm
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import ModelResponse
 
-from relabel.query_synthesis import kind_keys
+from relabel.synthesis.queries import kind_keys
 
 PROVIDER = "scripted"
 calls: list[str] = []

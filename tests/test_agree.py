@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import ndcg_score
 
-from relabel.benchmarks import read_label_file
 from relabel.cli import main
-from relabel.cost import cost_table
-from relabel.metrics import ir_measures_ndcg, tie_broken_scores
-from relabel.report import build_report
+from relabel.evaluation.cost import cost_table
+from relabel.evaluation.judgments import read_label_file
+from relabel.evaluation.metrics import ir_measures_ndcg, tie_broken_scores
+from relabel.evaluation.report import build_report
 from relabel.warehouse import replace_table
 from tests.conftest import BENCHMARKS, requires_benchmarks
 

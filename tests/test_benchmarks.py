@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from relabel.benchmarks import (
+from relabel.evaluation.judgments import (
     JudgmentError,
     detect_layout,
     folder_runs,

@@ -80,7 +80,7 @@ def test_cascade_curve_ends_and_uncertainty_beats_random(tmp_path: Path) -> None
     assert random["kappa"] < 0.95
     assert entropy["random_slice"] == 6 and entropy["teacher_pairs"] == 60
     assert bench.choose_variant(table) in {"uncertainty (entropy)", "uncertainty (margin)"}
-    from relabel.plots import cascade_curve_plot
+    from relabel.evaluation.plots import cascade_curve_plot
 
     assert cascade_curve_plot(table).startswith(b"\x89PNG\r\n\x1a\n")
     notes = bench.targets(table, "uncertainty (entropy)")

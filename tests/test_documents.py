@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from relabel import documents
-from relabel.benchmarks import demo_corpus_dir
-from relabel.documents import DocumentError, read_document, scan_directory
+from relabel.corpus import documents
+from relabel.corpus.documents import DocumentError, read_document, scan_directory
+from relabel.evaluation.judgments import demo_corpus_dir
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,9 @@ import math
 import duckdb
 import pytest
 
-from relabel.grading import grade_from_logprobs, grade_from_text, label_pairs, parse_grade
-from relabel.llm_client import LLMClient
-from relabel.prompts import load_prompt, parse_template, render_pair
+from relabel.llm.client import LLMClient
+from relabel.llm.prompts import load_prompt, parse_template, render_pair
+from relabel.teacher.grading import grade_from_logprobs, grade_from_text, label_pairs, parse_grade
 from tests import scripted_llm
 
 pytestmark = pytest.mark.unit

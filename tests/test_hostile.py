@@ -11,7 +11,7 @@ import pytest
 
 from bench.hostile_bench import run_inbox, run_seed_corpus, score
 from bench.hostile_corpus import build_hostile_corpus
-from relabel.documents import scan_directory
+from relabel.corpus.documents import scan_directory
 
 
 @pytest.fixture(scope="module")

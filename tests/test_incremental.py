@@ -355,8 +355,8 @@ def test_a_batch_without_a_baseline_fails_with_the_reason_and_keeps_its_snapshot
 @pytest.mark.integration
 def test_uncertainty_routing_sends_the_students_least_sure_pairs_to_the_teacher(baseline: Path, tmp_path: Path) -> None:
     from relabel.incremental.label_store import BATCH_PAIRS_SQL
-    from relabel.routing import entropy
     from relabel.student import load_student, pair_text
+    from relabel.teacher.routing import entropy
 
     root = copy_baseline(baseline, tmp_path)
     resources = incremental_resources(
@@ -514,7 +514,7 @@ def test_changed_documents_retire_queries_that_no_longer_fit_and_no_batch_repeat
     ]
     assert all("it/vpn-windows.md" in detail for *_, detail in rejects), "found among the baseline's queries"
     current = rows(db, "select query_text from label_queries where retired_at is null")
-    from relabel.query_stats import near_duplicate_free
+    from relabel.synthesis.query_stats import near_duplicate_free
 
     assert near_duplicate_free(pd.DataFrame(current, columns=["query_text"])).passed
     assert len(scripted_llm.calls) >= 3, "one query call per changed or new document"
@@ -524,7 +524,7 @@ def test_changed_documents_retire_queries_that_no_longer_fit_and_no_batch_repeat
 def test_inbox_batches_use_recorded_runs_with_llm_fallback_and_ensembles_like_the_full_pipeline(
     baseline: Path, tmp_path: Path
 ) -> None:
-    from relabel.query_synthesis import query_id
+    from relabel.synthesis.queries import query_id
 
     run_file = tmp_path / "gpt4o-recorded.txt"
     vpn_query = query_id("it/vpn-windows.md", "vpn setup on help")

@@ -12,8 +12,8 @@ import pytest
 from relabel import retrieval
 from relabel.cli import DAGSTER_YAML, OLD_DAGSTER_YAMLS, ensure_dagster_yaml
 from relabel.incremental import label_store, rules
-from relabel.query_stats import near_duplicate_free
-from relabel.teacher_votes import recorded_doc_id, recorded_teacher_rows
+from relabel.synthesis.query_stats import near_duplicate_free
+from relabel.teacher.votes import recorded_doc_id, recorded_teacher_rows
 
 OLD = {"doc_id": "it/vpn.md", "title": "VPN setup on Windows", "text": "Install the GlobalProtect client, sign in."}
 QUERIES = [

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from relabel.grading import label_pairs
-from relabel.llm_client import LLMClient
-from relabel.llm_runner import CallPolicy, _RateLimiter
+from relabel.llm.client import LLMClient
+from relabel.llm.runner import CallPolicy, _RateLimiter
+from relabel.teacher.grading import label_pairs
 from tests import fault_llm, scripted_llm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,8 +105,8 @@ def test_calls_in_flight_cannot_overshoot_the_budget() -> None:
 
 @pytest.mark.unit
 def test_query_writing_and_grading_draw_on_one_budget(tiny_corpus: Path) -> None:
-    from relabel.documents import scan_directory
-    from relabel.query_synthesis import synthesize_queries
+    from relabel.corpus.documents import scan_directory
+    from relabel.synthesis.queries import synthesize_queries
 
     scripted_llm.register()
     scripted_llm.calls.clear()
@@ -208,9 +208,9 @@ import sys, duckdb
 sys.path.insert(0, {repo!r})
 from tests import fault_llm
 from tests.test_llm_runner import make_pairs
-from relabel.grading import label_pairs
-from relabel.llm_client import LLMClient
-from relabel.llm_runner import CallPolicy
+from relabel.teacher.grading import label_pairs
+from relabel.llm.client import LLMClient
+from relabel.llm.runner import CallPolicy
 fault_llm.register()
 fault_llm.delay_s = 0.05
 conn = duckdb.connect(sys.argv[1])

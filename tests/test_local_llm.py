@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from relabel.grading import label_pairs
-from relabel.llm_client import LLMClient
-from relabel.llm_runner import CallPolicy
+from relabel.llm.client import LLMClient
+from relabel.llm.runner import CallPolicy
 from relabel.models import resolve_gguf
-from relabel.query_synthesis import synthesize_queries
+from relabel.synthesis.queries import synthesize_queries
+from relabel.teacher.grading import label_pairs
 
 pytestmark = pytest.mark.integration
 MODEL = "relabel-local/smollm2-135m"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from relabel.cost import api_cost_usd, cost_table
-from relabel.metrics import (
+from relabel.evaluation.cost import api_cost_usd, cost_table
+from relabel.evaluation.metrics import (
     agreement,
     confusion_metrics,
     grade_confusion,
@@ -25,8 +25,8 @@ from relabel.metrics import (
     system_ranking_tau,
     tie_broken_scores,
 )
-from relabel.plots import report_plots
-from relabel.report import agreement_table, build_report, report_html, report_json, to_markdown, write_report
+from relabel.evaluation.plots import report_plots
+from relabel.evaluation.report import agreement_table, build_report, report_html, report_json, to_markdown, write_report
 
 pytestmark = pytest.mark.unit
 

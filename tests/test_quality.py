@@ -1,4 +1,4 @@
-"""Unit tests for relabel.quality (great-expectations backed table checks)."""
+"""Unit tests for relabel.checks.expectations (great-expectations backed table checks)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relabel import quality
-from relabel.quality import (
+from relabel.checks import expectations as quality
+from relabel.checks.expectations import (
     CheckOutcome,
     expect_no_dominant_value,
     expect_non_empty_text,

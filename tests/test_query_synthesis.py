@@ -6,18 +6,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from relabel.documents import scan_directory
-from relabel.llm_client import LLMClient
-from relabel.prompts import load_prompt
-from relabel.query_stats import (
-    NearDuplicateIndex,
-    candidate_diversity,
-    difficulty,
-    diversity_outcome,
-    query_set_stats,
-    seed_retrieval_outcome,
-)
-from relabel.query_synthesis import (
+from relabel.corpus.documents import scan_directory
+from relabel.llm.client import LLMClient
+from relabel.llm.prompts import load_prompt
+from relabel.synthesis.queries import (
     QUERY_KINDS,
     QUERY_PROMPT,
     kind_keys,
@@ -28,6 +20,14 @@ from relabel.query_synthesis import (
     requested_kinds,
     response_schema,
     synthesize_queries,
+)
+from relabel.synthesis.query_stats import (
+    NearDuplicateIndex,
+    candidate_diversity,
+    difficulty,
+    diversity_outcome,
+    query_set_stats,
+    seed_retrieval_outcome,
 )
 from tests import scripted_llm
 

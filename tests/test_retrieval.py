@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relabel.documents import scan_directory
+from relabel.corpus.documents import scan_directory
 from relabel.retrieval import (
     BM25Index,
     build_pools,

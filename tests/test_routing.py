@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relabel.routing import (
+from relabel.teacher.routing import (
     REASON_RANDOM,
     REASON_RANDOM_SLICE,
     REASON_STUDENT,
@@ -166,7 +166,7 @@ def _labeled_frames(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
 
 
 def test_cascade_frame_is_a_labeler_with_provenance() -> None:
-    from relabel.routing import cascade_frame
+    from relabel.teacher.routing import cascade_frame
 
     _, student, teacher = _labeled_frames()
     rows = cascade_frame(student, teacher, 0.5, random_share=0.0)
@@ -182,7 +182,7 @@ def test_cascade_frame_is_a_labeler_with_provenance() -> None:
 
 
 def test_cascade_curve_rises_from_student_to_teacher_and_uncertainty_leads() -> None:
-    from relabel.routing import cascade_curve
+    from relabel.teacher.routing import cascade_curve
 
     human, student, teacher = _labeled_frames()
     curve = cascade_curve(human, student, teacher, shares=(0.0, 0.5, 1.0), seeds=3, random_share=0.0)
@@ -194,9 +194,9 @@ def test_cascade_curve_rises_from_student_to_teacher_and_uncertainty_leads() -> 
 
 
 def test_report_shows_the_cost_dial(tmp_path: Path) -> None:
-    from relabel.plots import report_plots
-    from relabel.report import build_report, write_report
-    from relabel.routing import cascade_curve
+    from relabel.evaluation.plots import report_plots
+    from relabel.evaluation.report import build_report, write_report
+    from relabel.teacher.routing import cascade_curve
 
     human, student, teacher = _labeled_frames()
     labels = pd.concat(
@@ -211,7 +211,7 @@ def test_report_shows_the_cost_dial(tmp_path: Path) -> None:
 
 
 def test_disagreement_model_learns_where_the_student_is_wrong() -> None:
-    from relabel.routing import fit_disagreement, student_features
+    from relabel.teacher.routing import fit_disagreement, student_features
 
     rng = np.random.default_rng(0)
     thresholds = [0.5, 1.5, 2.5]

@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from relabel.grading import DEFAULT_GRADE_PROMPT
-from relabel.report import headline_kappas
+from relabel.evaluation.report import headline_kappas
+from relabel.teacher.grading import DEFAULT_GRADE_PROMPT
 from relabel_assets.checks import table_checks
 from relabel_assets.definitions import ALL_ASSETS
 from relabel_assets.queries import synthetic_queries

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from relabel.benchmarks import JudgmentError
-from relabel.teacher_votes import combine_votes, read_recorded_labels, recorded_teacher_rows
+from relabel.evaluation.judgments import JudgmentError
+from relabel.teacher.votes import combine_votes, read_recorded_labels, recorded_teacher_rows
 from tests.conftest import BENCHMARKS, requires_benchmarks
 
 pytestmark = pytest.mark.unit

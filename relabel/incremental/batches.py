@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from relabel.documents import SUPPORTED_SUFFIXES, Document, DocumentError, iter_source_files, read_document
+from relabel.corpus.documents import SUPPORTED_SUFFIXES, Document, DocumentError, iter_source_files, read_document
 from relabel.paths import file_sha256
 
 MANIFEST_FILE = "manifest.json"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from relabel.incremental.rules import PairKey, pair_key, route_teacher_pairs
 from relabel.student import load_student, pair_text
-from relabel.teachers import LABEL_COLUMNS
+from relabel.teacher.labels import LABEL_COLUMNS
 
 
 def _doc_texts(pairs: Sequence[Mapping[str, Any]]) -> list[str]:

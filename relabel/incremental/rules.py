@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from relabel.query_stats import content_terms
 from relabel.retrieval import passage_texts
-from relabel.routing import random_order, route
+from relabel.synthesis.query_stats import content_terms
+from relabel.teacher.routing import random_order, route
 
 
 def text_sha256(text: str) -> str:
@@ -119,7 +119,7 @@ def route_teacher_pairs(
     The budget is ``sample_size(len(pairs), rate)`` pairs. ``random`` picks the same pairs as ``teacher_sample``;
     ``uncertainty`` keeps ``random_share`` of the budget on those seeded-random pairs (so student–teacher
     agreement on them stays unbiased) and fills the rest with the pairs the student is least sure of
-    (``probabilities``: entropy; ``expected`` + ``thresholds``: margin), see ``relabel.routing``."""
+    (``probabilities``: entropy; ``expected`` + ``thresholds``: margin), see ``relabel.teacher.routing``."""
     if policy not in ROUTING_POLICIES:
         raise ValueError(f"RELABEL_TEACHER_ROUTING must be one of {ROUTING_POLICIES}, got {policy!r}")
     routing = route(

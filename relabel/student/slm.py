@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from relabel.llm.prompts import load_prompt, render_pair
 from relabel.paths import file_sha256, model_cache_dir
-from relabel.prompts import load_prompt, render_pair
 from relabel.student.base import (
     Labeler,
     StudentConfig,

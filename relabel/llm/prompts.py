@@ -1,4 +1,4 @@
-"""Prompt templates shipped as files in ``relabel/prompt_files``: id = file stem, version = content hash."""
+"""Prompt templates shipped as files in ``relabel/llm/prompt_files``: id = file stem, version = content hash."""
 
 from __future__ import annotations
 
@@ -47,20 +47,20 @@ def parse_template(prompt_id: str, source: str) -> PromptTemplate:
 
 
 def prompt_ids() -> list[str]:
-    """Ids of the prompt files shipped in ``relabel/prompt_files``."""
+    """Ids of the prompt files shipped in ``relabel/llm/prompt_files``."""
     return sorted(
         entry.name.removesuffix(".txt")
-        for entry in resources.files("relabel.prompt_files").iterdir()
+        for entry in resources.files("relabel.llm.prompt_files").iterdir()
         if entry.name.endswith(".txt")
     )
 
 
 @cache
 def load_prompt(prompt_id: str) -> PromptTemplate:
-    """Load ``relabel/prompt_files/<prompt_id>.txt``; an unknown id raises ``ValueError`` naming the known ones."""
+    """Load ``relabel/llm/prompt_files/<prompt_id>.txt``; an unknown id raises ``ValueError`` naming the known ones."""
     if prompt_id not in prompt_ids():
         raise ValueError(f"unknown prompt {prompt_id!r}: use one of {', '.join(prompt_ids())}")
-    source = resources.files("relabel.prompt_files").joinpath(f"{prompt_id}.txt").read_text(encoding="utf-8")
+    source = resources.files("relabel.llm.prompt_files").joinpath(f"{prompt_id}.txt").read_text(encoding="utf-8")
     return parse_template(prompt_id, source)
 
 

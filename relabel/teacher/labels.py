@@ -11,11 +11,11 @@ from typing import Any
 
 import duckdb
 
-from relabel.grading import DEFAULT_GRADE_PROMPT, label_pairs
-from relabel.llm_client import LLMClient
-from relabel.llm_runner import CallPolicy
-from relabel.prompts import MAX_DOC_CHARS
-from relabel.teacher_votes import combine_votes, recorded_teacher_rows
+from relabel.llm.client import LLMClient
+from relabel.llm.prompts import MAX_DOC_CHARS
+from relabel.llm.runner import CallPolicy
+from relabel.teacher.grading import DEFAULT_GRADE_PROMPT, label_pairs
+from relabel.teacher.votes import combine_votes, recorded_teacher_rows
 
 # the columns of a teacher label row (teacher_labels, teacher_label_votes; inbox_teacher_labels keeps most)
 LABEL_COLUMNS = [

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relabel.metrics import (
+from relabel.evaluation.metrics import (
     DEFAULT_RESAMPLES,
     GRADE_LABELS,
     METRICS,
@@ -61,7 +61,7 @@ class AgreementReport:
     cross_check: pd.DataFrame = field(default_factory=pd.DataFrame)
     systems: pd.DataFrame = field(default_factory=pd.DataFrame)
     cost: pd.DataFrame | None = None
-    # the cost dial: the cascade's agreement with the humans by teacher share (relabel.routing.cascade_curve)
+    # the cost dial: the cascade's agreement with the humans by teacher share (relabel.teacher.routing.cascade_curve)
     cascade: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from relabel.report import AgreementReport
+    from relabel.evaluation.report import AgreementReport
 
 GRADE_COLORS = ["#d7dde4", "#9ecae1", "#4292c6", "#08519c"]
 DPI = 90

@@ -340,7 +340,7 @@ def cascade_curve(
     """Agreement with ``human`` (qid, doc_id, grade) of the cascade at each teacher share, for uncertainty
     routing (``variant``) and random routing (mean of ``seeds`` seeds, ``<metric>_std`` their spread): policy,
     share, teacher_pairs, random_slice, kappa, qw_kappa, pairwise."""
-    from relabel.metrics import agreement, ranking_agreement
+    from relabel.evaluation.metrics import agreement, ranking_agreement
 
     reference = human[["qid", "doc_id", "grade"]].rename(columns={"grade": "human"})
     rows = []

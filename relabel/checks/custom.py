@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from relabel.quality import CheckOutcome
+from relabel.checks.expectations import CheckOutcome
 
 
 def pools_hold_seed_and_negative(pools: pd.DataFrame) -> CheckOutcome:

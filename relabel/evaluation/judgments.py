@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from relabel.documents import scan_directory
+from relabel.corpus.documents import scan_directory
 
 DEMO = "demo"
 GRADES = range(0, 4)

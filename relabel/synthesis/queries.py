@@ -12,10 +12,10 @@ from typing import Any
 
 import duckdb
 
-from relabel.llm_client import LLMClient, ensure_cache
-from relabel.llm_runner import CallPolicy, cached_complete
-from relabel.prompts import MAX_DOC_CHARS, PromptTemplate, load_prompt, render_pair
-from relabel.query_stats import ENGLISH_STOPWORDS, NEAR_DUPLICATE_JACCARD, NearDuplicateIndex, normalize
+from relabel.llm.client import LLMClient, ensure_cache
+from relabel.llm.prompts import MAX_DOC_CHARS, PromptTemplate, load_prompt, render_pair
+from relabel.llm.runner import CallPolicy, cached_complete
+from relabel.synthesis.query_stats import ENGLISH_STOPWORDS, NEAR_DUPLICATE_JACCARD, NearDuplicateIndex, normalize
 
 __all__ = ["normalize", "synthesize_queries", "reject_reason", "parse_queries", "QueryFilter"]
 

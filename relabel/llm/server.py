@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from relabel.local_llm import chat_completion
+from relabel.llm.local import chat_completion
 
 _FORWARDED = (
     "messages",

@@ -13,8 +13,8 @@ from typing import Any
 import duckdb  # noqa: E402
 import litellm  # noqa: E402
 
-from relabel import local_llm  # noqa: E402
-from relabel.cost import DEFAULT_HOURLY_RATE_USD  # noqa: E402
+from relabel.evaluation.cost import DEFAULT_HOURLY_RATE_USD  # noqa: E402
+from relabel.llm import local as local_llm  # noqa: E402
 
 ROUTER_COOLDOWN_S = 60.0  # how long a failing deployment of a pool gets no calls
 

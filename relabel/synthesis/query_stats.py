@@ -13,7 +13,7 @@ import pandas as pd
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-from relabel.quality import CheckOutcome
+from relabel.checks.expectations import CheckOutcome
 
 NEAR_DUPLICATE_JACCARD = 0.75
 MAX_COLLAPSED_SHARE = 0.5

@@ -10,9 +10,9 @@ from typing import Any
 
 import duckdb
 
-from relabel.llm_client import LLMClient
-from relabel.llm_runner import CallPolicy, CallRequest, run_calls
-from relabel.prompts import MAX_DOC_CHARS, load_prompt, render_pair
+from relabel.llm.client import LLMClient
+from relabel.llm.prompts import MAX_DOC_CHARS, load_prompt, render_pair
+from relabel.llm.runner import CallPolicy, CallRequest, run_calls
 
 GRADES = (0, 1, 2, 3)
 DEFAULT_GRADE_PROMPT = "grade_nist"

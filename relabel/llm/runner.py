@@ -20,7 +20,7 @@ import litellm
 import tenacity
 from limits import RateLimitItemPerMinute, storage, strategies
 
-from relabel.llm_client import LLMAnswer, LLMClient, cache_key, ensure_cache, store_answer
+from relabel.llm.client import LLMAnswer, LLMClient, cache_key, ensure_cache, store_answer
 
 CALLS_DDL = """
 create table if not exists llm_calls (

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from relabel.benchmarks import JudgmentError
+from relabel.evaluation.judgments import JudgmentError
 
 
 def read_recorded_labels(path: Path) -> dict[tuple[str, str], int]:

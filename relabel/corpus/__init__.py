@@ -1,0 +1,1 @@
+"""Reading documents: formats, metadata, encodings, and quarantine of what cannot be used."""

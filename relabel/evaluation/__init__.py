@@ -1,0 +1,1 @@
+"""Evaluation: human judgments, agreement metrics, the agreement report, its plots, and cost and speed."""
