@@ -118,12 +118,18 @@ def run() -> None:
 
 def _print_report() -> None:
     """The stored summary table (metrics with 95% intervals) and the cost and speed table."""
-    import duckdb
 
     from relabel.evaluation.report import cost_markdown, to_markdown
-    from relabel.warehouse import table_exists
+    from relabel.warehouse import WarehouseBusy, connect_read_only, table_exists
 
-    with duckdb.connect(str(paths.duckdb_path()), read_only=True) as conn:
+    if not paths.duckdb_path().exists():
+        click.echo("no warehouse yet: run `relabel run` first")
+        return
+    try:
+        conn = connect_read_only(paths.duckdb_path())
+    except WarehouseBusy as error:
+        raise click.ClickException(str(error)) from error
+    with conn:
         if not table_exists(conn, "agreement_report"):
             click.echo("no agreement report yet: run `relabel run` first")
             return

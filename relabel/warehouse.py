@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pandas as pd
+import tenacity
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
@@ -37,3 +40,35 @@ def table_columns(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str,
             [name],
         ).fetchall()
     ]
+
+
+class WarehouseBusy(RuntimeError):
+    """The warehouse file stayed locked by another process's writer for longer than the reader would wait."""
+
+
+READ_WAIT_S = 60.0  # how long a reader (``relabel report``) waits for a writer to let go of the file
+
+
+def connect_read_only(path: str | Path, wait_s: float = READ_WAIT_S) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the warehouse. DuckDB lets one process write *or* several read, so while a run
+    writes, a reader retries with exponential backoff for up to ``wait_s`` seconds, then raises
+    ``WarehouseBusy`` naming the file (and DuckDB's reason, which gives the writer's PID)."""
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_lock_error),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
+        stop=tenacity.stop_after_delay(wait_s),
+        reraise=True,
+    )
+    try:
+        return retrying(duckdb.connect, str(path), read_only=True)
+    except duckdb.IOException as error:
+        if not _is_lock_error(error):
+            raise
+        raise WarehouseBusy(
+            f"{path} is being written by another process and stayed locked for {wait_s:.0f} s ({error}); "
+            "try again when that run has finished"
+        ) from error
+
+
+def _is_lock_error(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()

@@ -35,6 +35,53 @@ def test_report_without_a_run_says_so(tmp_path: Path, monkeypatch: pytest.Monkey
     assert result.exit_code == 0 and "no agreement report yet" in result.output
 
 
+WRITER = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("create or replace table agreement_report as select 'teacher' as labeler_id, 0.5 as cohen_kappa")
+print("writing", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.close()
+"""
+
+
+def hold_writer(db: Path, seconds: float) -> subprocess.Popen:
+    """Another process with the warehouse open for writing (as a run holds it), once it has the lock."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    return writer
+
+
+@pytest.mark.integration
+def test_report_waits_for_a_writer_in_another_process_then_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB lets one process write or several read: `relabel report` during a run retries with backoff and
+    prints the table once the writer lets go, with no lock error."""
+    monkeypatch.setenv("RELABEL_DATA_DIR", str(tmp_path))
+    writer = hold_writer(tmp_path / "relabel.duckdb", 3.0)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["report"])
+    writer.wait(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert "teacher" in result.output and time.monotonic() - started >= 1.0, "it waited for the writer"
+
+
+@pytest.mark.integration
+def test_a_reader_gives_up_with_a_clear_error_when_the_writer_stays(tmp_path: Path) -> None:
+    from relabel.warehouse import WarehouseBusy, connect_read_only
+
+    writer = hold_writer(tmp_path / "w.duckdb", 30.0)
+    try:
+        with pytest.raises(WarehouseBusy, match="being written by another process"):
+            connect_read_only(tmp_path / "w.duckdb", wait_s=1.5)
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    with connect_read_only(tmp_path / "w.duckdb", wait_s=5) as conn:
+        assert conn.execute("select cohen_kappa from agreement_report").fetchall() == [(0.5,)], "nothing lost"
+
+
 @pytest.mark.integration
 def test_workspace_loads_as_a_code_location(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "RELABEL_DATA_DIR": str(tmp_path / "data")}
