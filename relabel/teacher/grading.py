@@ -86,8 +86,8 @@ def label_pairs(
     """Grade each pair (keys: pair_source, qid, query_text, doc_id, title, author, path, modified, doc_type, text).
 
     Every input pair yields one row: ``ok`` with a grade, ``unparsed`` with the raw answer, ``failed`` with
-    the error, or ``skipped_budget``. Pairs are sent sorted by query so a query's candidates share the
-    cached prompt prefix.
+    the error, or ``skipped_budget``; rows come sorted by query and document. The runner sends the calls in
+    prefix order (``CallPolicy.order``), so a query's candidates share the server's cached prompt prefix.
     """
     policy = policy or CallPolicy()
     prompt = load_prompt(prompt_id)
@@ -104,7 +104,7 @@ def label_pairs(
             prompt.prompt_id,
             prompt.version,
         )
-        for p in ordered
+        for p in pairs
     ]
     outcomes = run_calls(
         conn,
