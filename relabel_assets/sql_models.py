@@ -7,8 +7,10 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from relabel.label_store import SHARDED_TABLES
 from relabel.sql_models import SQLModel, discover_sql_models
-from relabel_assets.common import WRITER_POOL, column_schema, table_metadata
+from relabel_assets.common import WRITER_POOL, column_schema, ensure_label_views, table_metadata
+from resources.settings import PipelineSettings
 
 
 def sql_models_dir() -> Path:
@@ -29,8 +31,10 @@ def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
         group_name="training",
         description=f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).",
     )
-    def _sql_asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def _sql_asset(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
         started = time.perf_counter()
+        if set(model.upstream) & set(SHARDED_TABLES):
+            ensure_label_views(duckdb, settings)
         with duckdb.get_connection() as conn:
             conn.execute(f'create or replace table "{model.name}" as {model.sql}')
             frame = conn.execute(f'select * from "{model.name}"').df()
