@@ -36,10 +36,10 @@ def executor_for(settings: PipelineSettings) -> dg.ExecutorDefinition:
     if settings.executor == "multiprocess":
         return dg.multiprocess_executor
     if settings.executor == "dask":
-        from dagster_dask import dask_executor
+        from relabel_assets.dask_executor import relabel_dask_executor
 
         cluster = {"existing": {"address": settings.dask_scheduler}} if settings.dask_scheduler else {"local": {}}
-        return dask_executor.configured({"cluster": cluster}, name="dask")
+        return relabel_dask_executor.configured({"cluster": cluster}, name="dask")
     raise ValueError(f"RELABEL_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {settings.executor!r}")
 
 
