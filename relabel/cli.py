@@ -97,35 +97,52 @@ def main() -> None:
 
 @main.command()
 def run() -> None:
-    """Materialize every asset and check, then print rows per table, time per asset and the agreement table."""
+    """Materialize every asset and check, then print rows per table, time per asset and the agreement table. With
+    RELABEL_SHARDS > 1 the label assets run one run per shard between the unpartitioned phases; RELABEL_EXECUTOR
+    chooses how steps execute (in_process by default)."""
     _dagster_home()
     import dagster as dg
 
     from relabel_assets.definitions import defs
+    from resources.settings import PipelineSettings
 
+    settings = PipelineSettings.from_env()
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()
-    result = defs.resolve_job_def("relabel_job").execute_in_process(instance=instance, raise_on_error=False)
+    if settings.shards > 1:
+        from relabel_assets.scale_out import run_phases
+
+        results = run_phases("relabel_assets.definitions", instance, settings, log=click.echo)
+    elif settings.executor != "in_process":
+        from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+        job = ReconstructableRepository.for_module("relabel_assets.definitions", "defs").get_reconstructable_job(
+            "relabel_job"
+        )
+        results = [dg.execute_job(job, instance)]
+    else:
+        results = [defs.resolve_job_def("relabel_job").execute_in_process(instance=instance, raise_on_error=False)]
     wall = time.perf_counter() - started
-    click.echo(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {wall:.0f} s\n")
-    click.echo(f"{'asset':<22}{'rows':>8}{'seconds':>10}")
-    for node in result.job_def.graph.nodes_in_topological_order:
-        for event in result.asset_materializations_for_node(node.name):
-            meta = event.metadata
-            rows = meta.get("dagster/row_count")
-            elapsed = meta.get("elapsed_s")
-            click.echo(
-                f"{event.asset_key.to_user_string():<22}{rows.value if rows else '':>8}"
-                f"{elapsed.value if elapsed else '':>10}"
-            )
-    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    success = all(r.success for r in results)
+    runs = ", ".join(r.run_id for r in results) if len(results) <= 3 else f"{len(results)} runs"
+    click.echo(f"\nrun {runs}: {'succeeded' if success else 'FAILED'} in {wall:.0f} s\n")
+    click.echo(f"{'asset':<26}{'rows':>8}{'seconds':>10}")
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            meta = materialization.metadata
+            rows, elapsed = meta.get("dagster/row_count"), meta.get("elapsed_s")
+            name = materialization.asset_key.to_user_string()
+            name += f"[{materialization.partition}]" if materialization.partition else ""
+            click.echo(f"{name:<26}{rows.value if rows else '':>8}{elapsed.value if elapsed else '':>10}")
+    failed = [e for r in results for e in r.get_asset_check_evaluations() if not e.passed]
     for evaluation in failed:
         click.echo(
             f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}"
         )
     _print_report()
     click.echo(f"\nDuckDB: {paths.duckdb_path()}\nReport: {paths.data_dir() / 'reports' / 'agreement_report.md'}")
-    sys.exit(0 if result.success else 1)
+    sys.exit(0 if success else 1)
 
 
 def _print_report() -> None:
