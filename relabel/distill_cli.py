@@ -221,6 +221,13 @@ def _files_hash(paths: list[Path]) -> str:
     help="pairs per forward pass; 0 = from free GPU memory on a GPU, the recipe's default on CPU",
 )
 @click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="torch intra-op threads; 0 = every core (use 1 per process when several shard processes share a machine)",
+)
+@click.option(
     "--teacher-labels",
     "teacher_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -269,6 +276,7 @@ def label(
     out_path: Path,
     chunk_size: int,
     batch_size: int,
+    threads: int,
     teacher_path: Path | None,
     route_share: float,
     route_usd: float | None,
@@ -289,7 +297,7 @@ def label(
         raise click.BadParameter("--route-usd needs --teacher-usd-per-1k")
     missing: list[tuple[str, str]] = []
     chunks = _pair_chunks(pairs_path, queries_path, docs_path, chunk_size, lambda q, d: missing.append((q, d)))
-    set_inference_threads()
+    set_inference_threads(threads)
     labeler = load_student(model_dir, batch_size=batch_size)
     started = time.perf_counter()
     kept: list = []  # the cascade's rows: routing ranks every pair
