@@ -105,3 +105,21 @@ def test_relabel_label_gives_the_same_labels_from_text_and_parquet_in_any_chunk_
         want = expected.sort_values(["qid", "docid"]).reset_index(drop=True)
         assert got["grade"].tolist() == want["grade"].tolist(), source
         np.testing.assert_allclose(got[["p0", "p1", "p2", "p3"]].to_numpy(), want[["p0", "p1", "p2", "p3"]], atol=1e-5)
+
+
+@pytest.mark.unit
+def test_the_inference_batch_follows_free_gpu_memory_unless_set() -> None:
+    from types import SimpleNamespace
+
+    from relabel.student.base import activation_bytes_per_pair, free_gpu_bytes, inference_batch_size
+
+    minilm = SimpleNamespace(hidden_size=384, num_attention_heads=12, vocab_size=30522)
+    per_pair = activation_bytes_per_pair(minilm, 256)
+    assert per_pair == 4 * 256 * (16 * 384 + 12 * 256)
+    assert activation_bytes_per_pair(minilm, 256, causal=True) == per_pair + 4 * 256 * 30522
+    assert inference_batch_size(64, 0, per_pair, None) == 64, "CPU: the recipe's default"
+    assert inference_batch_size(64, 48, per_pair, 80 << 30) == 48, "an explicit size wins"
+    assert inference_batch_size(64, 0, per_pair, 8 << 30) == (4 << 30) // per_pair == 455  # half of 8 GiB free
+    assert inference_batch_size(64, 0, per_pair, 80 << 30) == 4096, "capped"
+    assert inference_batch_size(64, 0, per_pair, 1 << 20) == 64, "never below the default"
+    assert free_gpu_bytes("cpu") is None

@@ -314,19 +314,27 @@ def activation_bytes_per_pair(config: Any, max_length: int, causal: bool = False
     return 4 * max_length * (16 * hidden + heads * max_length + vocab)
 
 
-def inference_batch_size(default: int, override: int = 0, per_pair_bytes: int = 0, device: Any = None) -> int:
-    """Pairs per inference batch: ``override`` when set (``RELABEL_STUDENT_BATCH_SIZE``, ``relabel label
-    --batch-size``); on a CUDA device, half of its free memory (``torch.cuda.mem_get_info``) over
-    ``per_pair_bytes``, at least ``default`` and at most 4096; on the CPU the recipe's ``default`` (larger batches
-    only pad more there)."""
-    if override > 0:
-        return override
-    if device is None or getattr(device, "type", str(device)) != "cuda" or per_pair_bytes <= 0:
-        return default
+def free_gpu_bytes(device: Any) -> int | None:
+    """Free memory of a CUDA device (``torch.cuda.mem_get_info``); None for any other device."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return None
     import torch
 
     free, _ = torch.cuda.mem_get_info(device)
-    return int(min(MAX_INFERENCE_BATCH, max(default, free * GPU_MEMORY_SHARE // per_pair_bytes)))
+    return int(free)
+
+
+def inference_batch_size(
+    default: int, override: int = 0, per_pair_bytes: int = 0, free_bytes: int | None = None
+) -> int:
+    """Pairs per inference batch: ``override`` when set (``RELABEL_STUDENT_BATCH_SIZE``, ``relabel label
+    --batch-size``); on a GPU (``free_bytes`` known) half of its free memory over ``per_pair_bytes``, at least
+    ``default`` and at most 4096; on the CPU the recipe's ``default`` (larger batches only pad more there)."""
+    if override > 0:
+        return override
+    if free_bytes is None or per_pair_bytes <= 0:
+        return default
+    return int(min(MAX_INFERENCE_BATCH, max(default, free_bytes * GPU_MEMORY_SHARE // per_pair_bytes)))
 
 
 def torch_device() -> Any:

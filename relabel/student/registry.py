@@ -12,6 +12,7 @@ from relabel.student.base import (
     Labeler,
     StudentConfig,
     activation_bytes_per_pair,
+    free_gpu_bytes,
     inference_batch_size,
     parent_checkpoint,
     read_meta,
@@ -49,5 +50,5 @@ def load_student(directory: Path, batch_size: int = 0) -> Labeler:
     labeler = recipe_attribute(recipe, 2).load(Path(directory))
     model = labeler.model
     per_pair = activation_bytes_per_pair(model.config, labeler.max_length, causal=recipe == "slm")
-    labeler.batch_size = inference_batch_size(labeler.batch_size, batch_size, per_pair, model.device)
+    labeler.batch_size = inference_batch_size(labeler.batch_size, batch_size, per_pair, free_gpu_bytes(model.device))
     return labeler
