@@ -7,8 +7,9 @@ GPT-4o teacher's price per pair from litellm's price table, and the 10M-pair pro
 Each ``relabel label`` runs as its own process (``os.wait4`` gives its wall time, CPU time and peak RSS), the
 tiny student with one torch thread (``--threads 1``), MiniLM with every core.
 Pairs are synthetic and self-contained Parquet (qid, doc_id, query_text, doc_text): queries of 4-8 words with
-10 candidates each, documents of 60-100 words (~500 characters, the pipeline's ``max_doc_chars``) drawn from a
-pool of 50,000, words from the bundled demo corpus. Two students, both bi-encoders with thresholds only
+10 candidates each, documents drawn from a pool of 50,000, words from the bundled demo corpus: 60-100 words
+(~500 characters, the pipeline's ``max_doc_chars``) for MiniLM, 20-30 words for the tiny student (so that its
+1M-pair run fits the 2-core budget; tokenization is most of its cost). Two students, both bi-encoders with thresholds only
 (``epochs=0``: speed does not depend on what the weights learned):
 
 - ``minilm``: the real MiniLM-L6 (22.7M parameters), the pipeline's default student;
@@ -52,12 +53,12 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
-def write_pairs(path: Path, pairs: int, seed: int = 0) -> None:
-    """``pairs`` synthetic self-contained pairs, written a row group at a time."""
+def write_pairs(path: Path, pairs: int, doc_words: tuple[int, int] = (60, 100), seed: int = 0) -> None:
+    """``pairs`` synthetic self-contained pairs (documents of ``doc_words`` words), written a row group at a time."""
     rng = np.random.default_rng(seed)
     words = np.array(vocabulary())
     pool = min(DOC_POOL, pairs)
-    doc_texts = [" ".join(rng.choice(words, rng.integers(60, 101))) for _ in range(pool)]
+    doc_texts = [" ".join(rng.choice(words, rng.integers(doc_words[0], doc_words[1] + 1))) for _ in range(pool)]
     schema = pa.schema([(n, pa.string()) for n in ("qid", "doc_id", "query_text", "doc_text")])
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, pairs, ROW_GROUP):
@@ -191,6 +192,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--real-pairs", type=int, default=2_000)
     parser.add_argument("--shard-pairs", type=int, default=100_000)
+    parser.add_argument(
+        "--tiny-doc-words", type=int, nargs=2, default=[20, 30], help="document length of the tiny student's pairs"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     from relabel.models import minilm_dir
@@ -198,19 +202,20 @@ def main() -> None:
     figures: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
-        sizes = sorted({*args.sizes, args.real_pairs, args.shard_pairs})
         files = {}
-        for n in sizes:
+        for n in sorted({*args.sizes, args.shard_pairs}):
             files[n] = tmp / f"pairs-{n}.parquet"
-            write_pairs(files[n], n)
-        tiny = student(tiny_base(tmp / "tiny-base"), tmp / "tiny", files[sizes[-1]])
-        minilm = student(minilm_dir(), tmp / "minilm", files[sizes[-1]])
+            write_pairs(files[n], n, tuple(args.tiny_doc_words))
+        real_pairs = tmp / "real-pairs.parquet"
+        write_pairs(real_pairs, args.real_pairs)
+        tiny = student(tiny_base(tmp / "tiny-base"), tmp / "tiny", files[args.shard_pairs])
+        minilm = student(minilm_dir(), tmp / "minilm", real_pairs)
         sweep = []
         for n in args.sizes:
             row = {"model": "tiny", "threads": 1, **label_run(tiny, files[n], tmp / f"tiny-{n}.parquet", 1)}
             sweep.append(row)
             print(json.dumps(row), flush=True)
-        real = {"model": "minilm", "threads": 0, **label_run(minilm, files[args.real_pairs], tmp / "minilm.parquet", 0)}
+        real = {"model": "minilm", "threads": 0, **label_run(minilm, real_pairs, tmp / "minilm.parquet", 0)}
         print(json.dumps(real), flush=True)
         done = {row["pairs"]: row for row in sweep}
         one = done.get(args.shard_pairs) or label_run(tiny, files[args.shard_pairs], tmp / "one-shard.parquet", 1)
@@ -229,7 +234,7 @@ def main() -> None:
             "shard_pairs": [p["pairs"] for p in parts],
         }
         print(json.dumps(sharding), flush=True)
-        flops = encoder_flops(minilm, files[args.real_pairs])
+        flops = encoder_flops(minilm, real_pairs)
     figures.update(sweep=sweep, minilm=real, sharding=sharding, teacher=teacher_price(), minilm_flops_per_pair=flops)
     print(json.dumps(figures, indent=1))
     if args.json:
