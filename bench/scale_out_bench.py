@@ -9,8 +9,8 @@ tiny student with one torch thread (``--threads 1``), MiniLM with every core.
 Pairs are synthetic and self-contained Parquet (qid, doc_id, query_text, doc_text): queries of 4-8 words with
 10 candidates each, documents drawn from a pool of 50,000, words from the bundled demo corpus: 60-100 words
 (~500 characters, the pipeline's ``max_doc_chars``) for MiniLM, 20-30 words for the tiny student (so that its
-1M-pair run fits the 2-core budget; tokenization is most of its cost). Two students, both bi-encoders with thresholds only
-(``epochs=0``: speed does not depend on what the weights learned):
+1M-pair run fits the 2-core budget; tokenization is most of its cost). Two students, both bi-encoders with
+thresholds only (``epochs=0``: speed does not depend on what the weights learned):
 
 - ``minilm``: the real MiniLM-L6 (22.7M parameters), the pipeline's default student;
 - ``tiny``: one 32-wide transformer layer with MiniLM's tokenizer, so that 1M pairs fit in minutes on 2 cores;
