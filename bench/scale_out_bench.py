@@ -4,7 +4,8 @@ GPT-4o teacher's price per pair from litellm's price table, and the 10M-pair pro
 
     python bench/scale_out_bench.py [--sizes 10000 100000 1000000] [--real-pairs 2000] [--shard-pairs 100000]
 
-Each ``relabel label`` runs as its own process (``os.wait4`` gives its wall time, CPU time and peak RSS), the
+Each ``relabel label`` runs as its own process (``os.wait4`` gives its CPU time; its peak RSS is the VmHWM it
+reads from /proc/self/status as it exits), the
 tiny student with one torch thread (``--threads 1``), MiniLM with every core.
 Pairs are synthetic and self-contained Parquet (qid, doc_id, query_text, doc_text): queries of 4-8 words with
 10 candidates each, documents drawn from a pool of 50,000, words from the bundled demo corpus: 60-100 words
@@ -57,8 +58,8 @@ def write_pairs(path: Path, pairs: int, doc_words: tuple[int, int] = (60, 100), 
     """``pairs`` synthetic self-contained pairs (documents of ``doc_words`` words), written a row group at a time."""
     rng = np.random.default_rng(seed)
     words = np.array(vocabulary())
-    pool = min(DOC_POOL, pairs)
-    doc_texts = [" ".join(rng.choice(words, rng.integers(doc_words[0], doc_words[1] + 1))) for _ in range(pool)]
+    # the same pool at every size: a chunk of 4,096 pairs holds about as many distinct documents at 10k as at 1M
+    doc_texts = [" ".join(rng.choice(words, rng.integers(doc_words[0], doc_words[1] + 1))) for _ in range(DOC_POOL)]
     schema = pa.schema([(n, pa.string()) for n in ("qid", "doc_id", "query_text", "doc_text")])
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, pairs, ROW_GROUP):
@@ -66,7 +67,7 @@ def write_pairs(path: Path, pairs: int, doc_words: tuple[int, int] = (60, 100), 
             rows = np.arange(start, start + n)
             qids = rows // DOCS_PER_QUERY
             texts = {q: " ".join(rng.choice(words, rng.integers(4, 9))) for q in np.unique(qids)}
-            docs = rng.integers(0, pool, n)
+            docs = rng.integers(0, DOC_POOL, n)
             writer.write_table(
                 pa.table(
                     {
@@ -117,12 +118,31 @@ def student(base: Path, out: Path, pairs: Path) -> Path:
     return out
 
 
+# runs `relabel label` and records the process's own peak RSS (VmHWM of its memory map): the child's ru_maxrss
+# would include this process's RSS at fork time
+PEAK_RSS_WRAPPER = """import os, runpy, sys
+sys.argv = ["relabel", *sys.argv[1:]]
+try:
+    runpy.run_module("relabel.cli", run_name="__main__")
+finally:
+    status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+    open(os.environ["RELABEL_BENCH_PEAK_RSS"], "w").write(status)
+"""
+
+
 def label_run(model: Path, pairs: Path, out: Path, threads: int) -> dict[str, float]:
     """One ``relabel label`` process: wall and CPU seconds, peak RSS (MiB) and its own labeling seconds."""
-    command = [sys.executable, "-m", "relabel.cli", "label", "--model", str(model), "--pairs", str(pairs)]
+    command = [sys.executable, "-c", PEAK_RSS_WRAPPER, "label", "--model", str(model), "--pairs", str(pairs)]
     command += ["--out", str(out), "--chunk-size", str(CHUNK), "--threads", str(threads)]
+    peak_file = out.with_suffix(".peak_rss_kib")
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "RELABEL_BENCH_PEAK_RSS": str(peak_file)},
+    )
     output = process.stdout.read() if process.stdout else ""
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
@@ -135,7 +155,7 @@ def label_run(model: Path, pairs: Path, out: Path, threads: int) -> dict[str, fl
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "label_s": seconds,
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(int(peak_file.read_text()) / 1024, 1),
         "us_per_pair": round(1e6 * wall / rows, 1),
         "label_us_per_pair": round(1e6 * seconds / rows, 1),
     }
@@ -196,6 +216,7 @@ def main() -> None:
         "--tiny-doc-words", type=int, nargs=2, default=[20, 30], help="document length of the tiny student's pairs"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--sweep-only", action="store_true", help="only the tiny student's sweep")
     args = parser.parse_args()
     from relabel.models import minilm_dir
 
@@ -206,15 +227,18 @@ def main() -> None:
         for n in sorted({*args.sizes, args.shard_pairs}):
             files[n] = tmp / f"pairs-{n}.parquet"
             write_pairs(files[n], n, tuple(args.tiny_doc_words))
-        real_pairs = tmp / "real-pairs.parquet"
-        write_pairs(real_pairs, args.real_pairs)
         tiny = student(tiny_base(tmp / "tiny-base"), tmp / "tiny", files[args.shard_pairs])
-        minilm = student(minilm_dir(), tmp / "minilm", real_pairs)
         sweep = []
         for n in args.sizes:
             row = {"model": "tiny", "threads": 1, **label_run(tiny, files[n], tmp / f"tiny-{n}.parquet", 1)}
             sweep.append(row)
             print(json.dumps(row), flush=True)
+        figures["sweep"] = sweep
+        if args.sweep_only:
+            return write_figures(figures, args.json)
+        real_pairs = tmp / "real-pairs.parquet"
+        write_pairs(real_pairs, args.real_pairs)
+        minilm = student(minilm_dir(), tmp / "minilm", real_pairs)
         real = {"model": "minilm", "threads": 0, **label_run(minilm, real_pairs, tmp / "minilm.parquet", 0)}
         print(json.dumps(real), flush=True)
         done = {row["pairs"]: row for row in sweep}
@@ -235,10 +259,15 @@ def main() -> None:
         }
         print(json.dumps(sharding), flush=True)
         flops = encoder_flops(minilm, real_pairs)
-    figures.update(sweep=sweep, minilm=real, sharding=sharding, teacher=teacher_price(), minilm_flops_per_pair=flops)
+    figures.update(minilm=real, sharding=sharding, teacher=teacher_price(), minilm_flops_per_pair=flops)
+    write_figures(figures, args.json)
+
+
+def write_figures(figures: dict[str, object], path: Path | None) -> None:
+    """Print the figures as JSON, and write them to ``path`` when given."""
     print(json.dumps(figures, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    if path:
+        path.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 def encoder_flops(model: Path, pairs: Path) -> float:
