@@ -123,3 +123,27 @@ def test_the_inference_batch_follows_free_gpu_memory_unless_set() -> None:
     assert inference_batch_size(64, 0, per_pair, 80 << 30) == 4096, "capped"
     assert inference_batch_size(64, 0, per_pair, 1 << 20) == 64, "never below the default"
     assert free_gpu_bytes("cpu") is None
+
+
+@pytest.mark.unit
+def test_streaming_a_parquet_file_holds_one_batch_of_arrow_memory(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    rows = 200_000
+    noise = np.random.default_rng(0).integers(0, 2**63, size=(rows, 6))  # ~100 incompressible characters a row
+    frame = pd.DataFrame(
+        {
+            "qid": [f"q{i // 10}" for i in range(rows)],
+            "doc_id": [f"d{i}" for i in range(rows)],
+            "query_text": "how do I reset the vpn token",
+            "doc_text": [" ".join(map(str, row)) for row in noise],
+        }
+    )
+    frame.to_parquet(tmp_path / "pairs.parquet", row_group_size=20_000)
+    del frame, noise
+    peak = 0
+    for chunk in iter_parquet_chunks(tmp_path / "pairs.parquet", 4096):
+        peak = max(peak, pa.total_allocated_bytes())
+        assert len(chunk) <= 4096
+    # a row group holds ~2 MB of text; a reader that kept what it read (pre-buffering) would pass 20 MB
+    assert peak < 12 << 20, peak
