@@ -28,11 +28,17 @@ PHASES: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def executor_for(settings: PipelineSettings) -> dg.ExecutorDefinition:
-    """``in_process`` (one process, the default), ``multiprocess`` (a process per step) or ``dask`` (steps on the
-    Dask cluster at ``RELABEL_DASK_SCHEDULER``, e.g. ``tcp://scheduler:8786``; without it a LocalCluster per run)."""
+# run config of Dagster's default executor that runs every step in the run's process
+IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+
+
+def executor_for(settings: PipelineSettings) -> dg.ExecutorDefinition | None:
+    """``in_process`` (the default): Dagster's default executor, which ``relabel run`` runs in process and the
+    launchpad can set to ``in_process`` or ``multiprocess`` per run (None: the Definitions keep it);
+    ``multiprocess``: a process per step; ``dask``: steps on the Dask cluster at ``RELABEL_DASK_SCHEDULER``
+    (e.g. ``tcp://scheduler:8786``; without it a LocalCluster per run)."""
     if settings.executor == "in_process":
-        return dg.in_process_executor
+        return None
     if settings.executor == "multiprocess":
         return dg.multiprocess_executor
     if settings.executor == "dask":
@@ -71,16 +77,17 @@ def run_phases(
     executor; a sharded phase launches one run per shard, concurrently unless the executor is in-process. Stops
     after the first phase with a failed run; returns every run's result."""
     repository = ReconstructableRepository.for_module(module, attribute)
+    run_config = IN_PROCESS_RUN_CONFIG if settings.executor == "in_process" else None
     results: list[dg.JobExecutionResult] = []
     for name, sharded in PHASES:
         job = repository.get_reconstructable_job(name)
         if sharded is None:
-            phase = [dg.execute_job(job, instance)]
+            phase = [dg.execute_job(job, instance, run_config=run_config)]
         else:
             keys = shard_keys(settings.shards)
 
             def launch(key: str, job: Any = job) -> dg.JobExecutionResult:
-                return dg.execute_job(job, instance, tags={"dagster/partition": key})
+                return dg.execute_job(job, instance, run_config=run_config, tags={"dagster/partition": key})
 
             workers = 1 if settings.executor == "in_process" else len(keys)
             with ThreadPoolExecutor(max_workers=workers) as pool:
