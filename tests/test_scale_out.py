@@ -14,10 +14,10 @@ import pytest
 from relabel.label_store import LabelStore, absorb_logs, in_shard, register_views, shard_keys, shard_of
 
 LABEL_KEYS = ["pair_source", "qid", "doc_id"]
-# columns that name the run or time it, not the label; a student's labeler id is its checkpoint's content hash,
-# which covers the training time in its metadata, so two trainings never share it (their weights are compared
-# through the probabilities instead)
-RUN_COLUMNS = {"run_id", "latency_s"}
+# columns that name the run, time it or say whether its answer was cached, not the label; a student's labeler id
+# is its checkpoint's content hash, which covers the training time in its metadata, so two trainings never share
+# it (their weights are compared through the probabilities instead)
+RUN_COLUMNS = {"run_id", "latency_s", "from_cache"}
 STUDENT_RUN_COLUMNS = RUN_COLUMNS | {"labeler_id"}
 
 
@@ -99,6 +99,7 @@ def test_four_shards_on_dask_equal_one_shard_in_process(
     tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
     from distributed import LocalCluster
 
     from relabel_assets.definitions import build_definitions
@@ -142,10 +143,20 @@ def test_four_shards_on_dask_equal_one_shard_in_process(
         settings = PipelineSettings.from_env()
         results = run_phases("tests.dask_defs", instance, settings, log=lambda line: None)
         workers_seen = {w["name"] for w in cluster.scheduler_info["workers"].values()}
+        # re-running one shard (a run of its partition) replaces that shard's file and no other
+        store = settings.label_store()
+        files = store.shard_files("teacher_labels", 4)
+        before = {f: (os.stat(f).st_ino, Path(f).read_bytes()) for f in files}
+        job = ReconstructableRepository.for_module("tests.dask_defs", "defs").get_reconstructable_job(
+            "teacher_shards_job"
+        )
+        assert dg.execute_job(job, instance, tags={"dagster/partition": "2"}).success
+        after = {f: (os.stat(f).st_ino, Path(f).read_bytes()) for f in files}
+        assert [f for f in files if after[f][0] != before[f][0]] == [files[2]], "only shard 2 was rewritten"
+        assert pd.read_parquet(files[2])["from_cache"].all(), "the re-run reused the absorbed LLM cache"
     assert len(results) == 1 + 4 + 1 + 4 + 1 and all(r.success for r in results)
     assert len(workers_seen) == 2
     four_db = str(data / "relabel.duckdb")
-    store = settings.label_store()
     for table in ("teacher_labels", "student_labels", "teacher_label_votes"):
         assert len(store.shard_files(table, 4)) == 4, table
         expected = _labels(one_db, table)
