@@ -5,26 +5,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+import numpy as np
 
 from relabel.evaluation.judgments import read_docs_jsonl, read_queries
+from relabel.pair_stream import PairChunk
 
-LABEL_CHUNK = 512
-
-
-def read_pairs_file(path: Path) -> list[tuple[str, str]]:
-    """(qid, docid) pairs from a qrels- or run-like file (``qid 0 docid ...``) or ``qid docid`` lines."""
-    pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) == 1:
-            raise click.BadParameter(f"{path}:{number}: expected 'qid docid' or 'qid 0 docid ...'")
-        pairs.append((parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[2]))
-    return list(dict.fromkeys(pairs))
+LABEL_CHUNK = 4096
 
 
 def student_default(name: str) -> object:
@@ -188,28 +178,61 @@ def _files_hash(paths: list[Path]) -> str:
 
 @click.command()
 @click.option("--model", "model_dir", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--queries", "queries_path", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--docs", "docs_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "--queries",
+    "queries_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="queries.tsv (qid TAB text); not needed when --pairs is a Parquet file with query_text and doc_text",
+)
+@click.option(
+    "--docs",
+    "docs_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="docs.jsonl ({'docid', 'text'[, 'title']}); not needed with a self-contained Parquet --pairs file",
+)
 @click.option(
     "--pairs",
     "pairs_path",
     type=click.Path(exists=True, path_type=Path),
     required=True,
-    help="pairs to label: 'qid 0 docid ...' (qrels/run-like) or 'qid docid' lines",
+    help="pairs to label: 'qid 0 docid ...' (qrels/run-like) or 'qid docid' lines, or a Parquet file (qid, doc_id "
+    "[, query_text, doc_text, title]) streamed in chunks",
 )
 @click.option(
     "--out",
     "out_path",
     type=click.Path(path_type=Path),
     required=True,
-    help="TREC qrels-format grades; grade probabilities go to <out>.probs.tsv",
+    help="TREC qrels-format grades with grade probabilities in <out>.probs.tsv, or one Parquet file (.parquet)",
+)
+@click.option(
+    "--chunk-size",
+    default=LABEL_CHUNK,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="pairs read, labeled and written at a time (memory is bounded by a chunk, not by the pairs)",
+)
+@click.option(
+    "--batch-size",
+    default=0,
+    show_default=True,
+    envvar="RELABEL_STUDENT_BATCH_SIZE",
+    type=click.IntRange(min=0),
+    help="pairs per forward pass; 0 = from free GPU memory on a GPU, the recipe's default on CPU",
+)
+@click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="torch intra-op threads; 0 = every core (use 1 per process when several shard processes share a machine)",
 )
 @click.option(
     "--teacher-labels",
     "teacher_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="a recorded teacher labeling (qrels format): the cascade takes its grade on the routed pairs "
-    "(routing per pair in <out>.routing.tsv)",
+    "(routing per pair in <out>.routing.tsv; routing ranks all pairs, so their labels are kept until the end)",
 )
 @click.option(
     "--route-share",
@@ -247,10 +270,13 @@ def _files_hash(paths: list[Path]) -> str:
 @click.option("--seed", default=0, show_default=True, help="seed of the random routing")
 def label(
     model_dir: Path,
-    queries_path: Path,
-    docs_path: Path,
+    queries_path: Path | None,
+    docs_path: Path | None,
     pairs_path: Path,
     out_path: Path,
+    chunk_size: int,
+    batch_size: int,
+    threads: int,
     teacher_path: Path | None,
     route_share: float,
     route_usd: float | None,
@@ -260,57 +286,90 @@ def label(
     random_slice: float,
     seed: int,
 ) -> None:
-    """Label any list of pairs with a student checkpoint; with --teacher-labels, a cascade: the student labels
-    every pair and the teacher's recorded grade replaces it on the routed share."""
-    from relabel.student import load_student, pair_text
+    """Label any list of pairs with a student checkpoint, streaming: pairs are read, labeled and written a chunk at
+    a time. With --teacher-labels, a cascade: the student labels every pair and the teacher's recorded grade
+    replaces it on the routed share."""
+    from relabel.pair_stream import LabelWriter
+    from relabel.student import load_student
     from relabel.student.cross_encoder import set_inference_threads
 
-    queries = read_queries(queries_path)
-    pairs = read_pairs_file(pairs_path)
-    docs = read_docs_jsonl(docs_path, {d for _, d in pairs})
-    missing = [(q, d) for q, d in pairs if q not in queries or d not in docs]
+    if route_usd is not None and teacher_usd_per_1k is None:
+        raise click.BadParameter("--route-usd needs --teacher-usd-per-1k")
+    missing: list[tuple[str, str]] = []
+    chunks = _pair_chunks(pairs_path, queries_path, docs_path, chunk_size, lambda q, d: missing.append((q, d)))
+    set_inference_threads(threads)
+    labeler = load_student(model_dir, batch_size=batch_size)
+    started = time.perf_counter()
+    kept: list = []  # the cascade's rows: routing ranks every pair
+    with LabelWriter(out_path) as writer:
+        for chunk in chunks:
+            scores, grades, probs = labeler.predict_with_probabilities(chunk.queries, chunk.docs)
+            if teacher_path is not None:
+                kept.extend(zip(zip(chunk.qids, chunk.doc_ids, strict=True), scores, grades, probs, strict=True))
+            else:
+                writer.write(chunk.qids, chunk.doc_ids, scores, grades, probs)
+                click.echo(f"labeled {writer.rows} pairs", err=True)
+        if teacher_path is not None:
+            final = _cascade(
+                kept,
+                teacher_path,
+                labeler.thresholds,
+                out_path,
+                route_share,
+                route_usd,
+                teacher_usd_per_1k,
+                routing,
+                uncertainty,
+                random_slice,
+                seed,
+            )
+            if kept:
+                keys, scores, _, probs = zip(*kept, strict=True)
+                writer.write([q for q, _ in keys], [d for _, d in keys], np.array(scores), final, np.array(probs))
+        rows = writer.rows
+    seconds = time.perf_counter() - started
     if missing:
         click.echo(
-            f"skipping {len(missing)} pairs whose query or document is not in the inputs, e.g. {missing[0]}", err=True
+            f"skipped {len(missing)} pairs whose query or document is not in the inputs, e.g. {missing[0]}", err=True
         )
-    pairs = [(q, d) for q, d in pairs if q in queries and d in docs]
-    set_inference_threads()
-    labeler = load_student(model_dir)
-    started = time.perf_counter()
-    rows = []
-    chunks = range(0, len(pairs), LABEL_CHUNK)
-    with click.progressbar(chunks, label="labeling", file=click.get_text_stream("stderr")) as bar:
-        for start in bar:
-            chunk = pairs[start : start + LABEL_CHUNK]
-            scores, grades, probs = labeler.predict_with_probabilities(
-                [queries[q] for q, _ in chunk],
-                [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for _, d in chunk],
-            )
-            rows.extend(zip(chunk, scores, grades, probs, strict=True))
-    seconds = time.perf_counter() - started
-    final = [int(g) for _, _, g, _ in rows]
-    if teacher_path is not None:
-        if route_usd is not None and teacher_usd_per_1k is None:
-            raise click.BadParameter("--route-usd needs --teacher-usd-per-1k")
-        final = _cascade(
-            rows,
-            teacher_path,
-            labeler.thresholds,
-            out_path,
-            route_share,
-            route_usd,
-            teacher_usd_per_1k,
-            routing,
-            uncertainty,
-            random_slice,
-            seed,
-        )
-    out_path.write_text("".join(f"{q} 0 {d} {g}\n" for ((q, d), _, _, _), g in zip(rows, final, strict=True)))
-    with open(f"{out_path}.probs.tsv", "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(["qid", "docid", "p0", "p1", "p2", "p3", "expected_grade", "grade"])
-        writer.writerows([q, d, *(f"{p:.5f}" for p in prob), f"{s:.5f}", g] for (q, d), s, g, prob in rows)
-    click.echo(f"labeled {len(rows)} pairs in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} pairs/s)")
+    click.echo(
+        f"labeled {rows} pairs in {seconds:.1f} s ({rows / max(seconds, 1e-9):.0f} pairs/s, "
+        f"batch {labeler.batch_size}, chunk {chunk_size})"
+    )
+
+
+def _pair_chunks(
+    pairs_path: Path,
+    queries_path: Path | None,
+    docs_path: Path | None,
+    chunk_size: int,
+    skipped: Callable[[str, str], None],
+) -> Iterator[PairChunk]:
+    """The pairs in chunks with their texts: a self-contained Parquet file alone; otherwise the queries file and
+    the documents the pairs name (read once, before labeling starts)."""
+    from relabel.pair_stream import (
+        is_parquet,
+        iter_parquet_chunks,
+        iter_text_chunks,
+        iter_text_pairs,
+        parquet_doc_ids,
+        self_contained,
+    )
+
+    if is_parquet(pairs_path) and self_contained(pairs_path):
+        return iter_parquet_chunks(pairs_path, chunk_size, skipped=skipped)
+    if queries_path is None or docs_path is None:
+        raise click.UsageError("--queries and --docs are needed unless --pairs is a Parquet file with the texts")
+    queries = read_queries(queries_path)
+    if is_parquet(pairs_path):
+        docs = read_docs_jsonl(docs_path, parquet_doc_ids(pairs_path))
+        return iter_parquet_chunks(pairs_path, chunk_size, queries, docs, skipped=skipped)
+    try:
+        doc_ids = {d for _, d in iter_text_pairs(pairs_path)}
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    docs = read_docs_jsonl(docs_path, doc_ids)
+    return iter_text_chunks(iter_text_pairs(pairs_path), chunk_size, queries, docs, skipped=skipped)
 
 
 def _cascade(

@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.incremental import label_store
-from relabel_assets.common import WRITER_POOL, column_schema, guard_full_rebuild
+from relabel_assets.common import WRITER_POOL, column_schema, ensure_label_views, guard_full_rebuild
 from resources.settings import PipelineSettings
 
 
@@ -27,6 +27,7 @@ def baseline_imports(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     started = time.perf_counter()
     now = pd.Timestamp.now()
     pending = guard_full_rebuild(duckdb, settings.rebootstrap, "baseline_imports")
+    ensure_label_views(duckdb, settings)
     with duckdb.get_connection() as conn:
         label_store.ensure_tables(conn)
         conn.execute("begin transaction")

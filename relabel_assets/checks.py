@@ -11,28 +11,41 @@ from dagster_duckdb import DuckDBResource
 from relabel.checks import expectations as quality
 from relabel.checks.custom import failure_rate_below, pools_hold_seed_and_negative
 from relabel.checks.expectations import CheckOutcome
+from relabel.shard_store import SHARDED_TABLES
 from relabel.synthesis.query_stats import diversity_outcome, near_duplicate_free, seed_retrieval_outcome
 from relabel_assets.common import WRITER_POOL, read_sql
+from resources.settings import PipelineSettings
 
 Evaluate = Callable[[pd.DataFrame], CheckOutcome]
+
+
+def _result(outcome: CheckOutcome, blocking: bool) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        description=outcome.description,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"check": outcome.name, "details": dg.MetadataValue.json(json.loads(json.dumps(outcome.details)))},
+    )
 
 
 def table_check(
     asset: str, name: str, evaluate: Evaluate, *, blocking: bool = True, sql: str | None = None, description: str = ""
 ) -> dg.AssetChecksDefinition:
-    """An asset check that loads the asset's table (or ``sql``) and runs one expectation on it."""
+    """An asset check that loads the asset's table (or ``sql``) and runs one expectation on it. The sharded label
+    tables are read from their Parquet shards in the label store, not from the warehouse, so a shard's checks
+    run beside other shards without opening the DuckDB file."""
+    description = description or name.replace("_", " ")
+    if asset in SHARDED_TABLES:
 
-    @dg.asset_check(
-        asset=asset, name=name, blocking=blocking, pool=WRITER_POOL, description=description or name.replace("_", " ")
-    )
+        @dg.asset_check(asset=asset, name=name, blocking=blocking, description=description)
+        def _shard_check(settings: PipelineSettings) -> dg.AssetCheckResult:
+            return _result(evaluate(settings.label_store().read(asset, settings.shards, sql)), blocking)
+
+        return _shard_check
+
+    @dg.asset_check(asset=asset, name=name, blocking=blocking, pool=WRITER_POOL, description=description)
     def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        outcome = evaluate(read_sql(duckdb, sql or f'select * from "{asset}"'))
-        return dg.AssetCheckResult(
-            passed=outcome.passed,
-            description=outcome.description,
-            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            metadata={"check": outcome.name, "details": dg.MetadataValue.json(json.loads(json.dumps(outcome.details)))},
-        )
+        return _result(evaluate(read_sql(duckdb, sql or f'select * from "{asset}"')), blocking)
 
     return _check
 

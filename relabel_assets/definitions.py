@@ -9,6 +9,7 @@ from relabel_assets.checks import incremental_checks, table_checks  # noqa: E402
 from relabel_assets.incremental import GROUP as INCREMENTAL_GROUP  # noqa: E402
 from relabel_assets.incremental import INCREMENTAL_ASSETS  # noqa: E402
 from relabel_assets.partitions import inbox_batches  # noqa: E402
+from relabel_assets.scale_out import executor_for, phase_jobs  # noqa: E402
 from relabel_assets.sql_models import sql_assets  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
 from resources.model_store import ModelStore  # noqa: E402
@@ -16,19 +17,25 @@ from resources.settings import PipelineSettings  # noqa: E402
 from sensors.inbox import build_inbox_sensor  # noqa: E402
 from sensors.retrain import build_retrain_sensor  # noqa: E402
 
-ALL_ASSETS = [
-    corpus.seed_corpus,
-    queries.synthetic_queries,
-    retrieval.bm25_index,
-    retrieval.candidate_pools,
-    teacher.teacher_labels,
-    *sql_assets(),
-    student.student_checkpoint,
-    student.student_labels,
-    evaluation.human_benchmark,
-    evaluation.agreement_report,
-    baseline.baseline_imports,
-]
+
+def pipeline_assets(shards: int = 1) -> list[dg.AssetsDefinition]:
+    """The full pipeline's assets; with ``shards`` > 1 the two label assets are partitioned by shard."""
+    return [
+        corpus.seed_corpus,
+        queries.synthetic_queries,
+        retrieval.bm25_index,
+        retrieval.candidate_pools,
+        teacher.build_teacher_labels(shards),
+        *sql_assets(),
+        student.student_checkpoint,
+        student.build_student_labels(shards),
+        evaluation.human_benchmark,
+        evaluation.agreement_report,
+        baseline.baseline_imports,
+    ]
+
+
+ALL_ASSETS = pipeline_assets()
 
 relabel_job = dg.define_asset_job(
     "relabel_job",
@@ -66,16 +73,23 @@ def build_definitions(
     resources: dict[str, object] | None = None,
     sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.Definitions:
-    """Definitions with the given resources (tests pass their own); the sensors start in ``sensor_status``."""
+    """Definitions with the given resources (tests pass their own); the sensors start in ``sensor_status``. The
+    settings resource decides the shards of the label assets (``RELABEL_SHARDS``) and the executor of every job
+    but the inbox batches' (``RELABEL_EXECUTOR``); with shards, ``relabel run`` runs the phase jobs in order."""
+    resources = resources or default_resources()
+    settings = resources["settings"]
+    assert isinstance(settings, PipelineSettings)
+    sharded_jobs = phase_jobs() if settings.shards > 1 else []
     return dg.Definitions(
-        assets=[*ALL_ASSETS, *INCREMENTAL_ASSETS],
+        assets=[*pipeline_assets(settings.shards), *INCREMENTAL_ASSETS],
         asset_checks=[*table_checks(), *incremental_checks(), baseline.current_labels_equal_the_full_pipelines],
-        jobs=[relabel_job, incremental_relabel_job, student_retrain_job],
+        jobs=[relabel_job, incremental_relabel_job, student_retrain_job, *sharded_jobs],
+        executor=executor_for(settings),
         sensors=[
             build_inbox_sensor(incremental_relabel_job.name, default_status=sensor_status),
             build_retrain_sensor(student_retrain_job.name, default_status=sensor_status),
         ],
-        resources=resources or default_resources(),
+        resources=resources,
     )
 
 

@@ -13,7 +13,7 @@ from relabel.evaluation.cost import cost_table
 from relabel.evaluation.judgments import folder_runs, load_judgments
 from relabel.evaluation.report import build_report, cost_markdown, headline_kappas, to_markdown, write_report
 from relabel.warehouse import replace_table, table_exists
-from relabel_assets.common import WRITER_POOL, read_sql, write_asset_table
+from relabel_assets.common import WRITER_POOL, ensure_label_views, read_sql, write_asset_table
 from resources.settings import PipelineSettings
 
 LABEL_SELECT = (
@@ -173,6 +173,7 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     from relabel.evaluation.plots import report_plots  # matplotlib loads only when the report is built
 
     started = time.perf_counter()
+    ensure_label_views(duckdb, settings)
     human = read_sql(duckdb, "select qid, doc_id, grade from human_benchmark")
     labels, systems = _labels(duckdb, settings.judgments)
     timed = labels[labels["role"].isin(["teacher", "teacher_member", "student"])]

@@ -7,8 +7,10 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from relabel.shard_store import SHARDED_TABLES
 from relabel.sql_models import SQLModel, discover_sql_models
-from relabel_assets.common import WRITER_POOL, column_schema, table_metadata
+from relabel_assets.common import WRITER_POOL, column_schema, ensure_label_views, table_metadata
+from resources.settings import PipelineSettings
 
 
 def sql_models_dir() -> Path:
@@ -18,18 +20,19 @@ def sql_models_dir() -> Path:
 
 def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
     """A table asset named after the file, depending on the tables its SQL reads; the code version is
-    the file's hash, so editing the SQL marks the asset changed in the UI."""
+    the file's hash, so editing the SQL marks the asset changed in the UI. A model that reads the sharded label
+    tables also takes the settings resource, to (re)make their views over the shard files first."""
+    spec = {
+        "name": model.name,
+        "deps": list(model.upstream),
+        "code_version": model.code_version,
+        "kinds": {"duckdb", "sql"},
+        "pool": WRITER_POOL,
+        "group_name": "training",
+        "description": f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).",
+    }
 
-    @dg.asset(
-        name=model.name,
-        deps=list(model.upstream),
-        code_version=model.code_version,
-        kinds={"duckdb", "sql"},
-        pool=WRITER_POOL,
-        group_name="training",
-        description=f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).",
-    )
-    def _sql_asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def materialize(duckdb: DuckDBResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         with duckdb.get_connection() as conn:
             conn.execute(f'create or replace table "{model.name}" as {model.sql}')
@@ -43,7 +46,20 @@ def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
             )
         )
 
-    return _sql_asset
+    if not set(model.upstream) & set(SHARDED_TABLES):
+
+        @dg.asset(**spec)
+        def _sql_asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
+            return materialize(duckdb)
+
+        return _sql_asset
+
+    @dg.asset(**spec)
+    def _sql_asset_over_labels(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
+        ensure_label_views(duckdb, settings)
+        return materialize(duckdb)
+
+    return _sql_asset_over_labels
 
 
 def sql_assets(directory: Path | None = None) -> list[dg.AssetsDefinition]:

@@ -8,9 +8,10 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from relabel.shard_store import in_shard
 from relabel.student import load_student, model_card, pair_text, train_student
 from relabel.warehouse import read_table
-from relabel_assets.common import WRITER_POOL, guard_full_rebuild, read_sql, write_asset_table
+from relabel_assets.common import WRITER_POOL, ShardWork, shard_partitions, write_asset_table, write_label_shard
 from relabel_assets.run_config import StudentCheckpointConfig, positive
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
@@ -92,40 +93,56 @@ def student_checkpoint(
     )
 
 
-@dg.asset(
-    deps=["student_checkpoint", "candidate_pools", "human_benchmark"],
-    kinds={"duckdb", "pytorch"},
-    pool=WRITER_POOL,
-    group_name="student",
-)
-def student_labels(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
-    """The student's grade, expected grade and grade probabilities for every candidate-pool pair and every
-    human-judged pair. Metadata: labels per second and the USD of the labeling time at ``hourly_rate_usd``."""
-    started = time.perf_counter()
-    guard_full_rebuild(duckdb, settings.rebootstrap, "student_labels")
-    checkpoint = read_sql(duckdb, "select checkpoint_id, path from student_checkpoint order by created_at desc limit 1")
-    labeler = load_student(Path(checkpoint["path"].iloc[0]))
-    pairs = read_sql(duckdb, LABEL_PAIRS_SQL)
-    label_started = time.perf_counter()
-    scores, grades, probabilities = labeler.predict_with_probabilities(
-        pairs["query_text"].tolist(), [pair_text(r) for r in pairs.to_dict("records")]
+def build_student_labels(shards: int = 1) -> dg.AssetsDefinition:
+    """The ``student_labels`` asset: unpartitioned with one shard, else one partition per shard (the warehouse
+    read-only, the shard's Parquet file written)."""
+
+    @dg.asset(
+        name="student_labels",
+        deps=["student_checkpoint", "candidate_pools", "human_benchmark"],
+        kinds={"duckdb", "pytorch", "parquet"},
+        pool=WRITER_POOL if shards == 1 else None,
+        partitions_def=shard_partitions(shards),
+        group_name="student",
     )
-    seconds = time.perf_counter() - label_started
-    frame = pairs[["pair_source", "qid", "doc_id"]].assign(
-        labeler_id=f"student:{checkpoint['checkpoint_id'].iloc[0]}",
-        status="ok",
-        grade=grades,
-        expected_grade=scores,
-        **{f"p{g}": probabilities[:, g] for g in range(4)},
-        latency_s=seconds / max(len(pairs), 1),
-    )
-    return write_asset_table(
-        duckdb,
-        "student_labels",
-        frame,
-        started,
-        labels_per_s=dg.MetadataValue.float(round(len(pairs) / max(seconds, 1e-9), 1)),
-        usd=dg.MetadataValue.float(round(seconds * settings.hourly_rate_usd / 3600.0, 8)),
-        student_checkpoint=dg.MetadataValue.text(str(checkpoint["checkpoint_id"].iloc[0])),
-        grade_distribution=dg.MetadataValue.json(pd.Series(grades).value_counts().sort_index().to_dict()),
-    )
+    def _student_labels(
+        context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings
+    ) -> dg.MaterializeResult:
+        """The student's grade, expected grade and grade probabilities for every candidate-pool pair and every
+        human-judged pair, written as Parquet shards that DuckDB reads through a view named ``student_labels``.
+        Metadata: labels per second and the USD of the labeling time at ``hourly_rate_usd``."""
+        started = time.perf_counter()
+        with ShardWork(context, duckdb, settings, "student_labels") as work:
+            checkpoint = work.conn.execute(
+                "select checkpoint_id, path from student_checkpoint order by created_at desc limit 1"
+            ).df()
+            pairs = in_shard(work.conn.execute(LABEL_PAIRS_SQL).df(), work.shard, work.shards)
+            labeler = load_student(Path(checkpoint["path"].iloc[0]), batch_size=settings.student_batch_size)
+            label_started = time.perf_counter()
+            scores, grades, probabilities = labeler.predict_with_probabilities(
+                pairs["query_text"].tolist(), [pair_text(r) for r in pairs.to_dict("records")]
+            )
+            seconds = time.perf_counter() - label_started
+            frame = pairs[["pair_source", "qid", "doc_id"]].assign(
+                labeler_id=f"student:{checkpoint['checkpoint_id'].iloc[0]}",
+                status="ok",
+                grade=grades,
+                expected_grade=scores,
+                **{f"p{g}": probabilities[:, g] for g in range(4)},
+                latency_s=seconds / max(len(pairs), 1),
+            )
+            work.write("student_labels", frame)
+        return write_label_shard(
+            work,
+            frame,
+            started,
+            labels_per_s=dg.MetadataValue.float(round(len(pairs) / max(seconds, 1e-9), 1)),
+            usd=dg.MetadataValue.float(round(seconds * settings.hourly_rate_usd / 3600.0, 8)),
+            student_checkpoint=dg.MetadataValue.text(str(checkpoint["checkpoint_id"].iloc[0])),
+            grade_distribution=dg.MetadataValue.json(pd.Series(grades).value_counts().sort_index().to_dict()),
+        )
+
+    return _student_labels
+
+
+student_labels = build_student_labels()

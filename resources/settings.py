@@ -11,6 +11,7 @@ from relabel.evaluation.cost import DEFAULT_HOURLY_RATE_USD
 from relabel.evaluation.judgments import DEMO, demo_corpus_dir
 from relabel.llm.prompts import MAX_DOC_CHARS
 from relabel.models import minilm_dir
+from relabel.shard_store import LabelStore
 from relabel.student import StudentConfig
 from relabel.teacher.grading import DEFAULT_GRADE_PROMPT
 
@@ -70,6 +71,16 @@ class PipelineSettings(dg.ConfigurableResource):
     # USD per machine-hour for local models and the student in the cost table (an assumption, stated in the
     # report): 0.10 is roughly a 2-core CPU VM
     hourly_rate_usd: float = DEFAULT_HOURLY_RATE_USD
+    # scale-out (docs/scale.md): teacher_labels and student_labels split into this many shards by a hash of the
+    # query id (1 = unpartitioned assets, as in the demo); each shard writes Parquet under label_store_url
+    shards: int = 1
+    # where the label shards live: a folder or any fsspec URL (s3://, gs://); empty = <data dir>/label_store
+    label_store_url: str = ""
+    # how a run's steps execute: in_process, multiprocess or dask (the cluster at dask_scheduler)
+    executor: str = "in_process"
+    dask_scheduler: str = ""
+    # student inference batch: 0 = the recipe's default on CPU, sized from free GPU memory on a GPU
+    student_batch_size: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "PipelineSettings":
@@ -83,6 +94,10 @@ class PipelineSettings(dg.ConfigurableResource):
                 continue  # unset (an empty value leaves a number, flag or list at its default)
             values[name] = [p.strip() for p in raw.split(",") if p.strip()] if field.annotation == list[str] else raw
         return cls(**values)
+
+    def label_store(self) -> LabelStore:
+        """The shard files of the label tables (``label_store_url``, default ``<data dir>/label_store``)."""
+        return LabelStore(self.label_store_url or str(Path(self.data_dir) / "label_store"))
 
     def corpus_path(self) -> Path:
         """Folder of seed documents (the bundled demo corpus by default)."""

@@ -77,9 +77,13 @@ class StudentConfig:
 
 
 class Labeler:
-    """A loaded student: recipes implement ``probabilities``; grades come from ``thresholds``."""
+    """A loaded student: recipes implement ``probabilities``; grades come from ``thresholds``. ``model`` is the
+    torch module, ``max_length`` its tokens per text and ``batch_size`` its pairs (or texts) per forward pass."""
 
     thresholds: list[float]
+    model: Any
+    max_length: int
+    batch_size: int
 
     def probabilities(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
         """(n, 4) grade probabilities per pair."""
@@ -294,6 +298,43 @@ def parent_checkpoint(config: StudentConfig) -> dict[str, Any] | None:
         "base_model": parent.get("base_model"),
         "parent": (parent.get("parent") or {}).get("sha256"),
     }
+
+
+MAX_INFERENCE_BATCH = 4096
+GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, for one inference batch's activations
+
+
+def activation_bytes_per_pair(config: Any, max_length: int, causal: bool = False) -> int:
+    """A rough upper bound of one pair's activation memory at inference (fp32): per token, the widest layer's
+    buffers (~16 x hidden: attention projections and the 4x feed-forward) plus one attention row per head, and for
+    a causal LM the logits over the vocabulary at every position."""
+    hidden = int(getattr(config, "hidden_size", 768))
+    heads = int(getattr(config, "num_attention_heads", 12))
+    vocab = int(getattr(config, "vocab_size", 0)) if causal else 0
+    return 4 * max_length * (16 * hidden + heads * max_length + vocab)
+
+
+def free_gpu_bytes(device: Any) -> int | None:
+    """Free memory of a CUDA device (``torch.cuda.mem_get_info``); None for any other device."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return None
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def inference_batch_size(
+    default: int, override: int = 0, per_pair_bytes: int = 0, free_bytes: int | None = None
+) -> int:
+    """Pairs per inference batch: ``override`` when set (``RELABEL_STUDENT_BATCH_SIZE``, ``relabel label
+    --batch-size``); on a GPU (``free_bytes`` known) half of its free memory over ``per_pair_bytes``, at least
+    ``default`` and at most 4096; on the CPU the recipe's ``default`` (larger batches only pad more there)."""
+    if override > 0:
+        return override
+    if free_bytes is None or per_pair_bytes <= 0:
+        return default
+    return int(min(MAX_INFERENCE_BATCH, max(default, free_bytes * GPU_MEMORY_SHARE // per_pair_bytes)))
 
 
 def torch_device() -> Any:

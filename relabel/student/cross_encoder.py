@@ -53,9 +53,10 @@ def head_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return probabilities
 
 
-def set_inference_threads() -> None:
-    """Use every core for intra-op parallelism (torch's default can be lower inside worker processes)."""
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+def set_inference_threads(threads: int = 0) -> None:
+    """Intra-op threads: ``threads``, or every core when 0 (torch's default can be lower inside worker processes)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    torch.set_num_threads(threads if threads > 0 else max(1, cores))
 
 
 class CrossEncoderLabeler(Labeler):

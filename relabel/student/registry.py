@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from relabel.student.base import Labeler, StudentConfig, parent_checkpoint, read_meta
+from relabel.student.base import (
+    Labeler,
+    StudentConfig,
+    activation_bytes_per_pair,
+    free_gpu_bytes,
+    inference_batch_size,
+    parent_checkpoint,
+    read_meta,
+)
 
 # recipe -> (module, training function, labeler class)
 RECIPE_MODULES: dict[str, tuple[str, str, str]] = {
@@ -35,6 +43,12 @@ def train_student(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir
     return recipe_attribute(config.recipe, 1)(rows, config, out_dir)
 
 
-def load_student(directory: Path) -> Labeler:
-    """Load any checkpoint written by ``train_student``."""
-    return recipe_attribute(read_meta(directory).get("recipe"), 2).load(Path(directory))
+def load_student(directory: Path, batch_size: int = 0) -> Labeler:
+    """Load any checkpoint written by ``train_student``; its inference batch is ``batch_size`` when given, else
+    sized from free GPU memory on a GPU (``inference_batch_size``), else the recipe's default."""
+    recipe = read_meta(directory).get("recipe")
+    labeler = recipe_attribute(recipe, 2).load(Path(directory))
+    model = labeler.model
+    per_pair = activation_bytes_per_pair(model.config, labeler.max_length, causal=recipe == "slm")
+    labeler.batch_size = inference_batch_size(labeler.batch_size, batch_size, per_pair, free_gpu_bytes(model.device))
+    return labeler
