@@ -185,7 +185,6 @@ def split_shards(pairs: Path, folder: Path, shards: int) -> tuple[list[Path], fl
 def teacher_price(model: str = "gpt-4o") -> dict[str, float]:
     """USD per grading call of ``model`` from litellm's bundled price table, for a 500-character document with the
     default grading prompt: input tokens counted by litellm, one answer token (logprob mode; 4 without)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     from relabel.llm.prompts import load_prompt, render_pair
