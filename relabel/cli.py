@@ -101,7 +101,7 @@ def run() -> None:
     _dagster_home()
     import dagster as dg
 
-    from relabel_assets.console import execute_with_console
+    from relabel_assets.console import asset_line, check_line, execute_with_console
     from relabel_assets.definitions import defs
     from resources.settings import PipelineSettings
 
@@ -130,20 +130,11 @@ def run() -> None:
     runs = ", ".join(r.run_id for r in results) if len(results) <= 3 else f"{len(results)} runs"
     click.echo(f"\nrun {runs}: {'succeeded' if success else 'FAILED'} in {wall:.0f} s")
     if log_path is None:  # runs outside this process: their per-asset lines, from the results
-        click.echo(f"\n{'asset':<26}{'rows':>8}{'seconds':>10}")
         for result in results:
             for event in result.get_asset_materialization_events():
-                materialization = event.step_materialization_data.materialization
-                meta = materialization.metadata
-                rows, elapsed = meta.get("dagster/row_count"), meta.get("elapsed_s")
-                name = materialization.asset_key.to_user_string()
-                name += f"[{materialization.partition}]" if materialization.partition else ""
-                click.echo(f"{name:<26}{rows.value if rows else '':>8}{elapsed.value if elapsed else '':>10}")
+                click.echo(asset_line(event.step_materialization_data.materialization))
         for evaluation in (e for r in results for e in r.get_asset_check_evaluations() if not e.passed):
-            click.echo(
-                f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: "
-                f"{evaluation.description}"
-            )
+            click.echo(check_line(evaluation))
     _print_report()
     click.echo(f"\nDuckDB: {paths.duckdb_path()}\nReport: {paths.data_dir() / 'reports' / 'agreement_report.md'}")
     if log_path is not None:

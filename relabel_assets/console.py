@@ -13,6 +13,25 @@ from dagster._core.log_manager import get_log_record_metadata, has_log_record_me
 from tqdm.auto import tqdm
 
 
+def asset_line(materialization: dg.AssetMaterialization) -> str:
+    """One finished asset (its partition, if any): rows and seconds from its metadata."""
+    meta = materialization.metadata
+    rows, elapsed = meta.get("dagster/row_count"), meta.get("elapsed_s")
+    name = materialization.asset_key.to_user_string()
+    name += f"[{materialization.partition}]" if materialization.partition else ""
+    return (
+        f"  done    {name:<24}{f'{rows.value} rows' if rows else '':>12}{f'{elapsed.value} s' if elapsed else '':>10}"
+    )
+
+
+def check_line(evaluation: dg.AssetCheckEvaluation) -> str:
+    """One failed check with its description."""
+    return (
+        f"  check   {evaluation.asset_key.to_user_string()}.{evaluation.check_name} failed: "
+        f"{evaluation.description or ''}"
+    )
+
+
 def event_line(record: logging.LogRecord) -> str | None:
     """The console line for one Dagster log record: a finished asset, a failed step or a failed check; None
     for everything else (it is in the log file)."""
@@ -22,22 +41,9 @@ def event_line(record: logging.LogRecord) -> str | None:
     if event is None:
         return None
     if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-        materialization = event.event_specific_data.materialization
-        meta = materialization.metadata
-        rows = meta.get("dagster/row_count")
-        elapsed = meta.get("elapsed_s")
-        return (
-            f"  done    {materialization.asset_key.to_user_string():<24}"
-            f"{f'{rows.value} rows' if rows else '':>12}{f'{elapsed.value} s' if elapsed else '':>10}"
-        )
+        return asset_line(event.event_specific_data.materialization)
     if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-        evaluation = event.event_specific_data
-        if evaluation.passed:
-            return None
-        return (
-            f"  check   {evaluation.asset_key.to_user_string()}.{evaluation.check_name} failed: "
-            f"{evaluation.description or ''}"
-        )
+        return None if event.event_specific_data.passed else check_line(event.event_specific_data)
     if event.event_type == dg.DagsterEventType.STEP_FAILURE:
         error = event.event_specific_data.error
         while error is not None and error.cause is not None:  # the user's exception, not Dagster's wrapper

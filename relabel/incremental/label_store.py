@@ -556,10 +556,7 @@ def documents_to_index(conn: Any, cached_keys: Iterable[str]) -> list[dict[str, 
     """Every current document version for the BM25 index: only the keys (doc id, content hash) of versions whose
     passage tokens are cached, the full row of the others (their text is tokenized)."""
     cached = set(cached_keys)
-    keys = conn.execute(
-        "select doc_id, content_hash from document_versions where retired_at is null and not is_tombstone "
-        "order by doc_id"
-    ).df()
+    keys = conn.execute(CURRENT_DOCS_SQL.replace("select *", "select doc_id, content_hash", 1)).df()
     documents = keys.to_dict("records")
     pending = [d["doc_id"] for d in documents if version_key(d) not in cached]
     full = {r["doc_id"]: r for r in current_documents(conn, pending).to_dict("records")} if pending else {}
