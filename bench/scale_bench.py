@@ -207,11 +207,24 @@ def run_protocols(
         if loyo_configs == "chosen":
             chosen = [BASE, best] if best != BASE else [BASE]
     if "loyo" in protocols:
-        for year in sorted(years or {r["year"] for r in data["train"]}):
+        for year in held_out_years(data["train"], years):
             train = [r for r in data["train"] if r["year"] != year]
             held_out = [r for r in data["train"] if r["year"] == year]
             for overrides in chosen:
                 record("loyo", year, overrides, train, held_out)
+
+
+def held_out_years(rows: list[dict], asked: list[str] | None) -> list[str]:
+    """The years to leave out in turn: all of them, or those asked for, written in full (``TREC-DL-2019``) or
+    as the number (``2019``). An unknown year is an error, not an empty split."""
+    known = sorted({r["year"] for r in rows})
+    if not asked:
+        return known
+    by_name = {**{y: y for y in known}, **{y.rsplit("-", 1)[-1]: y for y in known}}
+    unknown = [y for y in asked if y not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown year(s) {', '.join(unknown)}: the data holds {', '.join(known)}")
+    return sorted({by_name[y] for y in asked})
 
 
 def labeler_metrics(frame: pd.DataFrame, grade: str, score: str, teacher: str | None = None) -> dict[str, float]:
