@@ -1,14 +1,19 @@
 """Select-only SQL models: each ``.sql`` file is a table named after the file; its upstream tables are
-read from the SQL itself with sqlglot (CTE names excluded)."""
+read from the SQL itself with sqlglot (CTE names excluded), and a leading ``-- group: NAME`` comment names its
+asset group."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
+
+DEFAULT_GROUP = "training"
+_GROUP_COMMENT = re.compile(r"^--\s*group:\s*(\w+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class SQLModel:
     upstream: tuple[str, ...]
     code_version: str
     path: Path
+    group: str = DEFAULT_GROUP
 
 
 def upstream_tables(sql: str) -> tuple[str, ...]:
@@ -39,12 +45,14 @@ def upstream_tables(sql: str) -> tuple[str, ...]:
 def load_sql_model(path: Path) -> SQLModel:
     """Read and analyse one ``.sql`` file."""
     sql = path.read_text(encoding="utf-8").strip().rstrip(";")
+    group = _GROUP_COMMENT.search(sql)
     return SQLModel(
         name=path.stem,
         sql=sql,
         upstream=upstream_tables(sql),
         code_version=hashlib.sha256(sql.encode()).hexdigest()[:16],
         path=path,
+        group=group.group(1) if group else DEFAULT_GROUP,
     )
 
 

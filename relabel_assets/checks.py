@@ -77,6 +77,8 @@ def table_checks() -> list[dg.AssetChecksDefinition]:
         table_check(
             "teacher_labels", "parse_failures_below_20_percent", lambda f: failure_rate_below(f, 0.2), blocking=False
         ),
+        table_check("pairs_to_grade", "unique_pair", lambda f: unique(f, ["pair_source", "qid", "doc_id"])),
+        table_check("pairs_to_grade", "non_empty_text", lambda f: non_empty(f, "text")),
         table_check("training_set", "unique_pair", lambda f: unique(f, ["qid", "doc_id"])),
         table_check("training_set", "non_empty_text", lambda f: non_empty(f, "doc_text")),
         table_check("training_set", "grades_in_range", lambda f: between(f, "grade", 0, 3)),

@@ -15,6 +15,7 @@ from relabel.warehouse import replace_table, table_columns
 from resources.settings import PipelineSettings
 
 WRITER_POOL = "duckdb_writer"
+PAIRS_TABLE = "pairs_to_grade"  # the pairs the teacher and the student grade: dbt_like_sql/pairs_to_grade.sql
 
 
 def column_schema(duckdb: DuckDBResource, table: str) -> dg.TableSchemaMetadataValue:
@@ -130,7 +131,6 @@ class ShardWork:
                     write_logs(self.store, new_log_rows(self.conn), f"{self.asset}-{self.shard:04d}")
                 else:
                     register_views(self.conn, self.store, 1, self.written)
-                    self.conn.execute(label_store.TABLES_DDL["inbox_teacher_labels"])  # training_set reads it
         finally:
             self._stack.close()
 
@@ -160,5 +160,4 @@ def ensure_label_views(duckdb: DuckDBResource, settings: PipelineSettings) -> di
     store = settings.label_store()
     with duckdb.get_connection() as conn:
         register_views(conn, store, settings.shards)
-        conn.execute(label_store.TABLES_DDL["inbox_teacher_labels"])
         return absorb_logs(conn, store)

@@ -7,6 +7,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from relabel.corpus.documents import Document, scan_directory
+from relabel.corpus.quarantine import store_quarantine
 from relabel_assets.common import WRITER_POOL, guard_full_rebuild, write_asset_table
 from resources.settings import PipelineSettings
 
@@ -30,18 +31,10 @@ def seed_corpus(
     documents += inbox_docs
     quarantined += inbox_quarantined
     frame = pd.DataFrame([d.as_row() for d in documents], columns=DOC_COLUMNS)
-    rejects = pd.DataFrame(quarantined, columns=["doc_id", "reason"])
     for row in quarantined:
         context.log.warning(f"quarantined {row['doc_id']}: {row['reason']}")
     with duckdb.get_connection() as conn:
-        conn.execute(
-            "create table if not exists seed_corpus_quarantine (doc_id varchar, reason varchar, "
-            "seen_at timestamp default current_timestamp)"
-        )
-        conn.register("_rejects", rejects)
-        conn.execute("delete from seed_corpus_quarantine where doc_id in (select doc_id from _rejects)")
-        conn.execute("insert into seed_corpus_quarantine (doc_id, reason) select doc_id, reason from _rejects")
-        conn.unregister("_rejects")
+        store_quarantine(conn, quarantined)
     return write_asset_table(
         duckdb,
         "seed_corpus",

@@ -293,7 +293,8 @@ def inbox_teacher_labels(
     batch_id = context.partition_key
     with duckdb.get_connection() as conn:
         pairs = label_store.batch_pairs(conn, batch_id).to_dict("records")
-        graded = label_store.teacher_graded_keys(conn, batch_id)
+        label_store.drop_failed_teacher_rows(conn, batch_id)
+        graded = label_store.teacher_graded_keys(conn)
         checkpoint = label_store.latest_checkpoint(conn)
         routed = route_batch(
             pairs,

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from relabel.incremental import label_store
 from relabel.shard_store import SHARDED_TABLES
 from relabel.sql_models import SQLModel, discover_sql_models
 from relabel_assets.common import WRITER_POOL, column_schema, ensure_label_views, table_metadata
@@ -28,13 +29,15 @@ def build_sql_asset(model: SQLModel) -> dg.AssetsDefinition:
         "code_version": model.code_version,
         "kinds": {"duckdb", "sql"},
         "pool": WRITER_POOL,
-        "group_name": "training",
+        "group_name": model.group,
         "description": f"SQL model `{model.path.name}` (select-only, materialized as table `{model.name}`).",
     }
 
     def materialize(duckdb: DuckDBResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         with duckdb.get_connection() as conn:
+            for table in set(model.upstream) & set(label_store.TABLES_DDL):
+                conn.execute(label_store.TABLES_DDL[table])  # an inbox table no batch has created yet reads as empty
             conn.execute(f'create or replace table "{model.name}" as {model.sql}')
             frame = conn.execute(f'select * from "{model.name}"').df()
         return dg.MaterializeResult(

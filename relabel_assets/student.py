@@ -11,18 +11,17 @@ from dagster_duckdb import DuckDBResource
 from relabel.shard_store import in_shard
 from relabel.student import load_student, model_card, pair_text, train_student
 from relabel.warehouse import read_table
-from relabel_assets.common import WRITER_POOL, ShardWork, shard_partitions, write_asset_table, write_label_shard
+from relabel_assets.common import (
+    PAIRS_TABLE,
+    WRITER_POOL,
+    ShardWork,
+    shard_partitions,
+    write_asset_table,
+    write_label_shard,
+)
 from relabel_assets.run_config import StudentCheckpointConfig, positive
 from resources.model_store import ModelStore
 from resources.settings import PipelineSettings
-
-LABEL_PAIRS_SQL = """
-select 'pool' as pair_source, p.qid, q.query_text, p.doc_id, d.title, d.text as doc_text
-from candidate_pools p join synthetic_queries q using (qid) join seed_corpus d on d.doc_id = p.doc_id
-union all
-select 'benchmark', qid, query_text, doc_id, title, text from human_benchmark
-order by 1, 2, 4
-"""
 
 
 @dg.asset(deps=["training_set"], kinds={"duckdb", "pytorch"}, pool=WRITER_POOL, group_name="student")
@@ -99,7 +98,7 @@ def build_student_labels(shards: int = 1) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="student_labels",
-        deps=["student_checkpoint", "candidate_pools", "human_benchmark"],
+        deps=["student_checkpoint", PAIRS_TABLE],
         kinds={"duckdb", "pytorch", "parquet"},
         pool=WRITER_POOL if shards == 1 else None,
         partitions_def=shard_partitions(shards),
@@ -116,7 +115,9 @@ def build_student_labels(shards: int = 1) -> dg.AssetsDefinition:
             checkpoint = work.conn.execute(
                 "select checkpoint_id, path from student_checkpoint order by created_at desc limit 1"
             ).df()
-            pairs = in_shard(work.conn.execute(LABEL_PAIRS_SQL).df(), work.shard, work.shards)
+            pairs = in_shard(read_table(work.conn, PAIRS_TABLE), work.shard, work.shards).rename(
+                columns={"text": "doc_text"}
+            )
             labeler = load_student(Path(checkpoint["path"].iloc[0]), batch_size=settings.student_batch_size)
             label_started = time.perf_counter()
             scores, grades, probabilities = labeler.predict_with_probabilities(

@@ -13,19 +13,11 @@ from relabel.llm.prompts import load_prompt
 from relabel.progress import ProgressBars
 from relabel.shard_store import in_shard
 from relabel.teacher.labels import LABEL_COLUMNS, TeacherGrades, grade_with_teachers
-from relabel_assets.common import WRITER_POOL, ShardWork, shard_partitions, write_label_shard
+from relabel.warehouse import read_table
+from relabel_assets.common import PAIRS_TABLE, WRITER_POOL, ShardWork, shard_partitions, write_label_shard
 from relabel_assets.run_config import TeacherLabelsConfig, positive
 from resources.llm import LLMGateway
 from resources.settings import PipelineSettings
-
-PAIRS_SQL = """
-select 'pool' as pair_source, p.qid, q.query_text, d.doc_id, d.title, d.author, d.path, d.modified,
-       d.doc_type, d.text
-from candidate_pools p join synthetic_queries q using (qid) join seed_corpus d on d.doc_id = p.doc_id
-union all
-select 'benchmark' as pair_source, qid, query_text, doc_id, title, author, path, modified, doc_type, text
-from human_benchmark
-"""
 
 
 def teacher_grades(
@@ -64,7 +56,7 @@ def build_teacher_labels(shards: int = 1) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="teacher_labels",
-        deps=["candidate_pools", "human_benchmark"],
+        deps=[PAIRS_TABLE],
         kinds={"duckdb", "litellm", "parquet"},
         pool=WRITER_POOL if shards == 1 else None,
         partitions_def=shard_partitions(shards),
@@ -91,7 +83,7 @@ def build_teacher_labels(shards: int = 1) -> dg.AssetsDefinition:
         samples = 1 if recorded else positive("samples", config.samples) or llm.samples_per_model
         prompt = load_prompt(config.prompt_id or settings.teacher_prompt_id)
         with ShardWork(context, duckdb, settings, "teacher_labels") as work:
-            pairs = in_shard(work.conn.execute(PAIRS_SQL).df(), work.shard, work.shards).to_dict("records")
+            pairs = in_shard(read_table(work.conn, PAIRS_TABLE), work.shard, work.shards).to_dict("records")
             grading_started = time.perf_counter()
             with ProgressBars("calls", context.log.info) as bars:
                 grades = teacher_grades(work.conn, pairs, llm, settings, bars, config)

@@ -23,6 +23,7 @@ ASSET_NAMES = {
     "bm25_index",
     "candidate_pools",
     "teacher_labels",
+    "pairs_to_grade",
     "training_set",
     "student_checkpoint",
     "student_labels",

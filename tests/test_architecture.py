@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
+
+from relabel.sql_models import discover_sql_models
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("relabel", "relabel_assets", "resources", "sensors")
@@ -92,3 +95,27 @@ def test_litellm_is_set_up_in_one_place() -> None:
         if "LITELLM_LOCAL_MODEL_COST_MAP" in path.read_text()
     )
     assert homes == ["relabel/__init__.py"]
+
+
+def sql_strings_joining(tables: set[str]) -> list[str]:
+    """``module: first line`` of every string constant in the first-party Python code that names all of
+    ``tables`` (a SQL join of them written in Python)."""
+    found = []
+    for module, path in first_party_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if all(re.search(rf"\b{t}\b", node.value) for t in tables):
+                    found.append(f"{module}: {node.value.strip().splitlines()[0]}")
+    return found
+
+
+@pytest.mark.unit
+def test_the_pair_join_has_one_home() -> None:
+    """Pools x queries x corpus is joined in ``dbt_like_sql/pairs_to_grade.sql`` only; the teacher, the student
+    and ``training_set`` read that table."""
+    assert sql_strings_joining({"candidate_pools", "synthetic_queries", "seed_corpus"}) == []
+    models = {m.name: m for m in discover_sql_models(ROOT / "dbt_like_sql")}
+    readers = sorted(name for name, model in models.items() if "candidate_pools" in model.upstream)
+    assert readers == ["pairs_to_grade"]
+    assert "pairs_to_grade" in models["training_set"].upstream
+    assert "seed_corpus" not in models["training_set"].upstream

@@ -26,8 +26,19 @@ def test_only_single_select_statements(sql: str) -> None:
 
 def test_training_set_model_reads_its_upstream() -> None:
     models = {m.name: m for m in discover_sql_models(sql_models_dir())}
-    upstream = ("inbox_teacher_labels", "seed_corpus", "synthetic_queries", "teacher_labels")
-    assert models["training_set"].upstream == upstream
+    assert models["training_set"].upstream == ("inbox_teacher_labels", "pairs_to_grade", "teacher_labels")
+    pair_sources = ("candidate_pools", "human_benchmark", "seed_corpus", "synthetic_queries")
+    assert models["pairs_to_grade"].upstream == pair_sources
+    assert (models["pairs_to_grade"].group, models["training_set"].group) == ("labeling", "training")
+
+
+def test_group_comment_names_the_asset_group(tmp_path: Path) -> None:
+    path = tmp_path / "recent.sql"
+    path.write_text("-- recent orders\n-- group: orders\nselect id from orders")
+    assert load_sql_model(path).group == "orders"
+    path.write_text("select id from orders -- group: ignored? no: only a comment line counts")
+    assert load_sql_model(path).group == "training"
+    assert build_sql_asset(load_sql_model(tmp_path / "recent.sql")).group_names_by_key[AssetKey("recent")] == "training"
 
 
 def test_editing_a_file_changes_code_version_and_asset(tmp_path: Path) -> None:

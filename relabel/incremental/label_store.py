@@ -605,10 +605,17 @@ def batch_pairs(conn: Any, batch_id: str) -> pd.DataFrame:
     return conn.execute(BATCH_PAIRS_SQL, [batch_id]).df()
 
 
-def teacher_graded_keys(conn: Any, batch_id: str) -> list[PairKey]:
-    """Pairs the teacher graded already; this batch's failed calls (outage, budget) are dropped first so that a
-    re-run tries them again (answers come from the LLM cache)."""
-    conn.execute("delete from inbox_teacher_labels where batch_id = ? and status not in ('ok', 'unparsed')", [batch_id])
+def drop_failed_teacher_rows(conn: Any, batch_id: str) -> int:
+    """Delete this batch's teacher rows whose call failed (outage, budget stop), so that a re-run tries those
+    pairs again (answers already paid for come from the LLM cache). Returns the rows deleted."""
+    failed = "from inbox_teacher_labels where batch_id = ? and status not in ('ok', 'unparsed')"
+    count = conn.execute(f"select count(*) {failed}", [batch_id]).fetchone()[0]
+    conn.execute(f"delete {failed}", [batch_id])
+    return int(count)
+
+
+def teacher_graded_keys(conn: Any) -> list[PairKey]:
+    """Pairs the teacher has answered (graded or unparsed), in any batch."""
     return conn.execute("select qid, doc_id, content_hash from inbox_teacher_labels").fetchall()
 
 
