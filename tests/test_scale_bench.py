@@ -95,3 +95,13 @@ def test_report_scores_predictions_against_nist() -> None:
     assert pooled.loc["teacher: GPT-4o (UMBRELA)", "qw_kappa"] == pytest.approx(0.604, abs=0.0015)
     assert pooled.loc["student (default recipe)", "train_s"] == 6.0
     assert set(tables) >= {f"leave one year out: held-out {y}" for y in ("TREC-DL-2019", "TREC-DL-2021")}
+
+
+@pytest.mark.unit
+def test_held_out_years_take_the_number_or_the_full_name_and_reject_unknown_years() -> None:
+    held_out_years = _scale_bench().held_out_years
+    rows = [{"year": y} for y in ("TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021", "TREC-DL-2019")]
+    assert held_out_years(rows, None) == ["TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"]
+    assert held_out_years(rows, ["2021", "TREC-DL-2019", "2019"]) == ["TREC-DL-2019", "TREC-DL-2021"]
+    with pytest.raises(SystemExit, match="unknown year"):
+        held_out_years(rows, ["2022"])
