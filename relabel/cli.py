@@ -11,6 +11,8 @@ import click
 
 from relabel import paths
 
+CODE_LOCATION = "relabel_assets.definitions"  # the module whose `defs` `relabel run` and `relabel ui` load
+
 # one DuckDB writer at a time; inbox batches run one at a time, in the order the sensor requested them
 DAGSTER_YAML = """concurrency:
   pools:
@@ -93,17 +95,26 @@ def main() -> None:
 
 
 @main.command()
-def run() -> None:
+@click.option(
+    "--module",
+    default=CODE_LOCATION,
+    show_default=True,
+    help="Python module of the code location (its `defs`)",
+)
+def run(module: str) -> None:
     """Materialize every asset and check: one line per asset as it finishes (rows, seconds), progress bars for
     LLM calls and training, then the agreement table; Dagster's full event stream goes to a log file. With
     RELABEL_SHARDS > 1 the label assets run one run per shard between the unpartitioned phases; RELABEL_EXECUTOR
     chooses how steps execute (in_process by default)."""
     _dagster_home()
+    import importlib
+
     import dagster as dg
 
     from relabel_assets.console import asset_line, check_line, execute_with_console
-    from relabel_assets.definitions import defs
     from resources.settings import PipelineSettings
+
+    defs = importlib.import_module(module).defs
 
     settings = PipelineSettings.from_env()
     started = time.perf_counter()
@@ -112,13 +123,11 @@ def run() -> None:
     if settings.shards > 1:
         from relabel_assets.scale_out import run_phases
 
-        results = run_phases("relabel_assets.definitions", instance, settings, log=click.echo)
+        results = run_phases(module, instance, settings, log=click.echo)
     elif settings.executor != "in_process":
         from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-        job = ReconstructableRepository.for_module("relabel_assets.definitions", "defs").get_reconstructable_job(
-            "relabel_job"
-        )
+        job = ReconstructableRepository.for_module(module, "defs").get_reconstructable_job("relabel_job")
         results = [dg.execute_job(job, instance)]
     else:
         result, log_path = execute_with_console(
@@ -177,7 +186,7 @@ def report() -> None:
 @click.option("--port", default=3000, show_default=True)
 @click.option(
     "--module",
-    default="relabel_assets.definitions",
+    default=CODE_LOCATION,
     show_default=True,
     help="Python module of the code location (its `defs`)",
 )

@@ -252,9 +252,21 @@ RUNS_QUERY = """{ runsOrError(filter: {pipelineName: "incremental_relabel_job"})
   ... on Runs { results { runId status tags { key value } } } } }"""
 
 
+LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "database is locked")
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    relabel = Path(sys.executable).with_name("relabel")
+    return subprocess.run([str(relabel), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: Path) -> None:
+def test_daemon_batches_a_full_run_and_readers_at_once_lose_nothing(baseline: Path, tmp_path: Path) -> None:
+    """The real daemon and webserver relabel two files dropped one after the other (two sensor ticks, two
+    batches) while `relabel run` rebuilds the full pipeline in another process and `relabel report` reads in a
+    loop: no DuckDB lock error anywhere, every batch succeeds, the full run either succeeds or is refused with
+    its reason (the rebuild guard, when a batch got in first), and no label is lost or duplicated."""
     root = copy_baseline(baseline, tmp_path / "root")
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -270,6 +282,7 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
         "DAGSTER_HOME": str(home),
         "RELABEL_TEST_ROOT": str(root),
         "RELABEL_TEST_BASELINE": str(baseline),
+        "RELABEL_DATA_DIR": str(root / "data"),
         "RELABEL_SENSOR_INTERVAL_S": "1",
         "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -294,33 +307,57 @@ def test_daemon_and_webserver_relabel_a_dropped_file(baseline: Path, tmp_path: P
             stderr=subprocess.STDOUT,
         ),
     ]
+    daemon_log = lambda: (tmp_path / "daemon.log").read_text()[-3000:]  # noqa: E731
+    reads: list[subprocess.CompletedProcess] = []
     try:
         (root / "inbox").mkdir()
         (root / "inbox" / "badge.md").write_text(
             BADGE + "Lost your office badge? Reception prints a replacement badge."
         )
-        deadline = time.monotonic() + 300  # daemon start-up alone can take minutes on 2 busy cores
-        status = None
+        full_run = subprocess.Popen(
+            [str(bin_dir / "relabel"), "run", "--module", "tests.daemon_defs"],
+            env=env,
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 600  # daemon start-up alone can take minutes on 2 busy cores
+        runs: list[dict] = []
         while time.monotonic() < deadline:
-            time.sleep(2)
-            assert all(p.poll() is None for p in processes), (tmp_path / "daemon.log").read_text()[-3000:]
+            reads.append(run_cli(["report"], env, repo))
+            assert all(p.poll() is None for p in processes), daemon_log()
             try:
                 runs = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
             except (OSError, KeyError, TypeError):
                 continue  # the webserver is still starting
-            if runs:
-                status = runs[0]["status"]
-                if status in ("SUCCESS", "FAILURE", "CANCELED"):
-                    break
-        assert status == "SUCCESS", (tmp_path / "daemon.log").read_text()[-3000:]
-        tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
-        assert tags["dagster/partition"].startswith("b000001-") and tags["relabel/new"] == "1"
+            if runs and not (root / "inbox" / "wifi.txt").exists():
+                (root / "inbox" / "wifi.txt").write_text(WIFI + "Guests join the Visitor network with a code.")
+            finished = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+            if len(finished) == 2 and full_run.poll() is not None:
+                break
+            time.sleep(2)
+        full_output = full_run.communicate(timeout=600)[0]
+        assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], daemon_log()
+        # two batches, one per sensor tick that found a new file
+        partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+        assert [p[:7] for p in partitions] == ["b000001", "b000002"]
+        assert full_run.returncode == 0 or "diverging label sets" in full_output, full_output[-3000:]
+        outputs = [full_output, (tmp_path / "daemon.log").read_text(), *(r.stdout + r.stderr for r in reads)]
+        assert not [e for e in LOCK_ERRORS for text in outputs if e in text]
+        assert reads and all(r.returncode == 0 for r in reads), [r.stderr[-500:] for r in reads if r.returncode]
         db = str(root / "data" / "relabel.duckdb")
-        assert count(db, "select count(*) from document_versions where doc_id = 'inbox/badge.md'") == 1
-        assert (
-            count(db, "select count(*) from relevance_labels where doc_id = 'inbox/badge.md' and retired_at is null")
-            > 0
+        for doc in ("inbox/badge.md", "inbox/wifi.txt"):
+            assert (
+                count(db, f"select count(*) from document_versions where doc_id = '{doc}' and retired_at is null") == 1
+            )
+            live = f"select count(*) from relevance_labels where doc_id = '{doc}' and retired_at is null"
+            assert count(db, live) > 0
+        duplicated = (
+            "select count(*) from (select qid, doc_id from relevance_labels where retired_at is null "
+            "group by qid, doc_id having count(*) > 1)"
         )
+        assert count(db, duplicated) == 0
     finally:
         for process in processes:
             process.terminate()
