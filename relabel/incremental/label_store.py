@@ -188,6 +188,25 @@ def require_full_tables(conn: Any) -> None:
         )
 
 
+def import_queries_and_pools(conn: Any, batch_id: str, now: pd.Timestamp) -> int:
+    """The full pipeline's queries and pool pairs into ``label_queries`` and ``label_pairs`` under ``batch_id``
+    (rows already there are kept); returns the queries added."""
+    before = conn.execute("select count(*) from label_queries").fetchall()[0][0]
+    conn.execute(
+        "insert into label_queries (qid, doc_id, content_hash, query_type, query_text, model, prompt_version, "
+        "batch_id, created_at) select q.qid, q.doc_id, d.content_hash, q.query_type, q.query_text, q.model, "
+        "q.prompt_version, ?, ? from synthetic_queries q join seed_corpus d using (doc_id) on conflict do nothing",
+        [batch_id, now],
+    )
+    if table_exists(conn, "candidate_pools"):
+        conn.execute(
+            "insert into label_pairs select p.qid, p.doc_id, d.content_hash, p.role, p.bm25_rank, p.bm25_score, "
+            "?, ? from candidate_pools p join seed_corpus d using (doc_id) on conflict do nothing",
+            [batch_id, now],
+        )
+    return int(conn.execute("select count(*) from label_queries").fetchall()[0][0] - before)
+
+
 def import_baseline(conn: Any, now: pd.Timestamp) -> None:
     """First import: the full pipeline's documents, queries, pools and labels become version 1 / batch
     ``baseline`` (the teacher's label is current where it graded the pair, the student's otherwise)."""
@@ -205,19 +224,7 @@ def import_baseline(conn: Any, now: pd.Timestamp) -> None:
         f"path, modified, doc_type, format, text, ?, null, null, {read_as} from seed_corpus",
         [now],
     )
-    run(
-        "insert into label_queries (qid, doc_id, content_hash, query_type, query_text, model, prompt_version, "
-        "batch_id, created_at) select q.qid, q.doc_id, d.content_hash, q.query_type, q.query_text, q.model, "
-        "q.prompt_version, 'baseline', ? from synthetic_queries q join seed_corpus d using (doc_id) "
-        "on conflict do nothing",
-        [now],
-    )
-    if table_exists(conn, "candidate_pools"):
-        run(
-            "insert into label_pairs select p.qid, p.doc_id, d.content_hash, p.role, p.bm25_rank, p.bm25_score, "
-            "'baseline', ? from candidate_pools p join seed_corpus d using (doc_id) on conflict do nothing",
-            [now],
-        )
+    import_queries_and_pools(conn, BASELINE_BATCH, now)
     merge_into_labels(conn, baseline_label_rows(conn), BASELINE_BATCH, now)
 
 
@@ -265,20 +272,7 @@ def reimport_baseline(conn: Any, import_id: str, now: pd.Timestamp) -> dict[str,
         "where retired_at is null and qid not in (select qid from synthetic_queries)",
         [now, import_id],
     ).fetchall()[0][0]
-    before = run("select count(*) from label_queries").fetchall()[0][0]
-    run(
-        "insert into label_queries (qid, doc_id, content_hash, query_type, query_text, model, prompt_version, "
-        "batch_id, created_at) select q.qid, q.doc_id, d.content_hash, q.query_type, q.query_text, q.model, "
-        "q.prompt_version, ?, ? from synthetic_queries q join seed_corpus d using (doc_id) on conflict do nothing",
-        [import_id, now],
-    )
-    queries_added = run("select count(*) from label_queries").fetchall()[0][0] - before
-    if table_exists(conn, "candidate_pools"):
-        run(
-            "insert into label_pairs select p.qid, p.doc_id, d.content_hash, p.role, p.bm25_rank, p.bm25_score, "
-            "?, ? from candidate_pools p join seed_corpus d using (doc_id) on conflict do nothing",
-            [import_id, now],
-        )
+    queries_added = import_queries_and_pools(conn, import_id, now)
     everything = baseline_label_rows(conn)
     rows, current = _live_baseline_and_current(conn, everything)
     plan_labels = plan_label_reimport(current, rows)
