@@ -296,10 +296,17 @@ def report(records: list[dict], references: dict[str, pd.DataFrame]) -> dict[str
             )
         tables["transfer: train on DL 2019-2021 (GPT-4o), label trec-dl-2023-test-a"] = pd.DataFrame(rows)
     loyo = [r for r in records if r["protocol"] == "loyo"]
+    years_of: dict[str, set[str]] = {}
+    for r in loyo:
+        years_of.setdefault(config_name(r["config"]), set()).add(r["split"])
+    # pooled over the years every configuration has labeled, so that all rows score the same pairs
+    common = sorted(set.intersection(*years_of.values())) if years_of else []
     for split in [*sorted({r["split"] for r in loyo}), "pooled"]:
-        chosen = [r for r in loyo if split in (r["split"], "pooled")]
-        if not chosen:
+        chosen = [r for r in loyo if r["split"] == split or (split == "pooled" and r["split"] in common)]
+        if not chosen or (split == "pooled" and len(common) < 2):
             continue
+        if split == "pooled":
+            split = f"pooled ({', '.join(common)})"
         by_config: dict[str, list[dict]] = {}
         for r in chosen:
             by_config.setdefault(config_name(r["config"]), []).append(r)

@@ -89,12 +89,19 @@ def test_report_scores_predictions_against_nist() -> None:
     assert student["pairs"] == 2691 and student["kappa"] == pytest.approx(0.304, abs=0.0015)
     assert student["kappa_vs_teacher"] == pytest.approx(1.0)
     assert student["kappa"] == pytest.approx(transfer.loc["teacher: willia-umbrela1", "kappa"])
-    pooled = tables["leave one year out: held-out pooled"].set_index("labeler")
+    pooled = tables["leave one year out: held-out pooled (TREC-DL-2019, TREC-DL-2020, TREC-DL-2021)"]
+    pooled = pooled.set_index("labeler")
     assert pooled.loc["student (default recipe)", "pairs"] == 31474
     assert pooled.loc["student (default recipe)", "kappa"] == pytest.approx(0.352, abs=0.0015)
     assert pooled.loc["teacher: GPT-4o (UMBRELA)", "qw_kappa"] == pytest.approx(0.604, abs=0.0015)
     assert pooled.loc["student (default recipe)", "train_s"] == 6.0
     assert set(tables) >= {f"leave one year out: held-out {y}" for y in ("TREC-DL-2019", "TREC-DL-2021")}
+    # a configuration that labeled one year only: no pooled table (it would mix pair sets)
+    base = {**loyo[0], "config": {"epochs": 0}}
+    assert not [t for t in bench.report([*loyo, base], references) if "pooled" in t]
+    two_years = bench.report([*loyo, base, {**loyo[1], "config": {"epochs": 0}}], references)
+    pooled = two_years["leave one year out: held-out pooled (TREC-DL-2019, TREC-DL-2020)"].set_index("labeler")
+    assert pooled["pairs"].nunique() == 1, "every row scores the same pairs"
 
 
 @pytest.mark.unit
