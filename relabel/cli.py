@@ -283,8 +283,8 @@ def agree(
     if out is not None:
         from relabel.evaluation.plots import report_plots
 
-        paths = write_report(report, out, report_plots(report), f"Agreement with {human_path.name}")
-        click.echo(f"\nwrote {paths['markdown']}, {paths['html']}, {paths['json']} and {out / 'plots'}")
+        written = write_report(report, out, report_plots(report), f"Agreement with {human_path.name}")
+        click.echo(f"\nwrote {written['markdown']}, {written['html']}, {written['json']} and {out / 'plots'}")
     click.echo(
         f"\n{len(labels)} labels of {len(labelers)} labeler(s) vs {len(human)} judgments: read in "
         f"{loaded - started:.2f} s, metrics and {n_resamples} bootstrap resamples in {computed - loaded:.2f} s, "

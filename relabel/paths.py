@@ -10,23 +10,25 @@ from pathlib import Path
 DEFAULT_DATA_DIR = "data"
 
 
-def data_dir() -> Path:
-    """Project data directory (``RELABEL_DATA_DIR``, default ``./data``), created on demand."""
+def data_dir(create: bool = True) -> Path:
+    """Project data directory (``RELABEL_DATA_DIR``, default ``./data``), created unless ``create`` is False
+    (loading the code location creates nothing; the first writer does)."""
     path = Path(os.environ.get("RELABEL_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def duckdb_path() -> Path:
+def duckdb_path(create: bool = True) -> Path:
     """The warehouse file (``RELABEL_DUCKDB_PATH``, default ``<data dir>/relabel.duckdb``)."""
     explicit = os.environ.get("RELABEL_DUCKDB_PATH")
-    return Path(explicit).resolve() if explicit else data_dir() / "relabel.duckdb"
+    return Path(explicit).resolve() if explicit else data_dir(create) / "relabel.duckdb"
 
 
-def inbox_dir() -> Path:
+def inbox_dir(create: bool = True) -> Path:
     """Directory watched for new documents (``RELABEL_INBOX_DIR``, default ``<data dir>/inbox``)."""
     explicit = os.environ.get("RELABEL_INBOX_DIR")
-    return Path(explicit).resolve() if explicit else data_dir() / "inbox"
+    return Path(explicit).resolve() if explicit else data_dir(create) / "inbox"
 
 
 def model_cache_dir() -> Path:

@@ -1,7 +1,6 @@
 """The code location: assets, checks, job, sensor and resources (``dagster dev -w workspace.yaml``)."""
 
 import dagster as dg  # noqa: E402
-from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from relabel import paths  # noqa: E402
 from relabel_assets import baseline, corpus, evaluation, queries, retrieval, student, teacher  # noqa: E402
@@ -14,6 +13,7 @@ from relabel_assets.sql_models import sql_assets  # noqa: E402
 from resources.llm import LLMGateway  # noqa: E402
 from resources.model_store import ModelStore  # noqa: E402
 from resources.settings import PipelineSettings  # noqa: E402
+from resources.warehouse import WarehouseResource  # noqa: E402
 from sensors.inbox import build_inbox_sensor  # noqa: E402
 from sensors.retrain import build_retrain_sensor  # noqa: E402
 
@@ -60,11 +60,12 @@ student_retrain_job = dg.define_asset_job(
 
 
 def default_resources() -> dict[str, object]:
-    """Resources from the environment: DuckDB file, LLM gateway, model store, settings."""
+    """Resources from the environment: DuckDB file, LLM gateway, model store, settings. Building them creates
+    no file or folder, so importing the code location has no side effect."""
     return {
-        "duckdb": DuckDBResource(database=str(paths.duckdb_path())),
+        "duckdb": WarehouseResource(database=str(paths.duckdb_path(create=False))),
         "llm": LLMGateway.from_env(),
-        "model_store": ModelStore(root=str(paths.data_dir() / "artifacts")),
+        "model_store": ModelStore(root=str(paths.data_dir(create=False) / "artifacts")),
         "settings": PipelineSettings.from_env(),
     }
 

@@ -182,7 +182,7 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
     report = build_report(human, labels, runs=systems or None, cost=cost, seed=settings.seed)
     report.cascade = curve
     plots = report_plots(report)
-    paths = write_report(report, Path(settings.data_dir) / "reports", plots)
+    written = write_report(report, Path(settings.data_dir) / "reports", plots)
     with duckdb.get_connection() as conn:
         for name, frame in (("agreement_per_query", report.per_query), ("labeler_cost", cost)):
             if len(frame.columns):
@@ -201,8 +201,8 @@ def agreement_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.M
         per_query=dg.MetadataValue.md(
             per_query.head(200).round(3).to_markdown(index=False) if per_query is not None else "no per-query rows"
         ),
-        report_path=dg.MetadataValue.path(str(paths["markdown"])),
-        report_html=dg.MetadataValue.path(str(paths["html"])),
-        report_json=dg.MetadataValue.path(str(paths["json"])),
+        report_path=dg.MetadataValue.path(str(written["markdown"])),
+        report_html=dg.MetadataValue.path(str(written["html"])),
+        report_json=dg.MetadataValue.path(str(written["json"])),
         **{name: dg.MetadataValue.float(round(value, 4)) for name, value in headline_kappas(report.table).items()},
     )

@@ -87,7 +87,10 @@ class PipelineSettings(dg.ConfigurableResource):
         """The field defaults, each overridable by its environment variable ``RELABEL_<FIELD NAME>`` (see
         ``env_var``; list fields take comma-separated values); pydantic converts and validates the strings."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {"data_dir": str(paths.data_dir()), "inbox_dir": str(paths.inbox_dir())}
+        values: dict[str, object] = {
+            "data_dir": str(paths.data_dir(create=False)),
+            "inbox_dir": str(paths.inbox_dir(create=False)),
+        }
         for name, field in cls.model_fields.items():
             raw = environ.get(env_var(name))
             if raw is None or name in values or (not raw.strip() and field.annotation is not str):

@@ -131,3 +131,31 @@ def test_definitions_hold_every_asset_and_every_table_has_a_check(pipeline_resou
     assert partitioned == INCREMENTAL_ASSET_NAMES, "every incremental asset is partitioned by inbox batch"
     full_job = {key.to_user_string() for key in defs.resolve_job_def("relabel_job").asset_layer.executable_asset_keys}
     assert full_job == ASSET_NAMES, "the full job leaves the inbox batches alone"
+
+
+@pytest.mark.integration
+def test_loading_the_code_location_creates_nothing_and_the_first_run_makes_the_warehouse_folder(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "not_yet" / "data"
+    env = {**os.environ, "RELABEL_DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
+    code = "import relabel_assets.definitions as d; print(sorted(d.defs.resources))"
+    loaded = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "duckdb" in loaded.stdout and not (tmp_path / "not_yet").exists() and not (tmp_path / "data").exists()
+
+    from resources.warehouse import WarehouseResource
+
+    @dg.asset
+    def one_row(duckdb: WarehouseResource) -> None:
+        with duckdb.get_connection() as conn:
+            conn.execute("create table t as select 1 as x")
+
+    database = data / "relabel.duckdb"
+    assert dg.materialize([one_row], resources={"duckdb": WarehouseResource(database=str(database))}).success
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("select x from t").fetchall() == [(1,)]
