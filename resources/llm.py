@@ -30,9 +30,10 @@ class LLMGateway(dg.ConfigurableResource):
     timeout_s: float = 300.0
     use_logprobs: bool = True
     mock_response: str | None = None
-    max_concurrency: int = 1
-    max_attempts: int = 4
-    backoff_initial_s: float = 1.0
+    # the call policy's own defaults (relabel.llm.runner.CallPolicy), not a second copy of them
+    max_concurrency: int = CallPolicy.max_concurrency
+    max_attempts: int = CallPolicy.max_attempts
+    backoff_initial_s: float = CallPolicy.backoff_initial_s
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     budget_usd: float | None = None
@@ -55,7 +56,7 @@ class LLMGateway(dg.ConfigurableResource):
             query_model=query_model,
             api_base=os.environ.get("RELABEL_LLM_API_BASE") or None,
             deployment_rpm=_number("RELABEL_LLM_DEPLOYMENT_RPM", int),
-            max_concurrency=_number("RELABEL_LLM_MAX_CONCURRENCY", int) or 1,
+            max_concurrency=_number("RELABEL_LLM_MAX_CONCURRENCY", int) or CallPolicy.max_concurrency,
             requests_per_minute=_number("RELABEL_LLM_RPM", int),
             tokens_per_minute=_number("RELABEL_LLM_TPM", int),
             budget_usd=_number("RELABEL_LLM_BUDGET_USD"),

@@ -183,3 +183,21 @@ def test_route_teacher_pairs_random_matches_the_sample_and_uncertainty_takes_the
     assert sum(r["to_teacher"] for r in sliced) == 5
     with pytest.raises(ValueError, match="RELABEL_TEACHER_ROUTING"):
         rules.route_teacher_pairs(pairs, 0.25, seed=13, policy="everything")
+
+
+@pytest.mark.unit
+def test_failed_teacher_rows_of_a_batch_are_dropped_and_answered_ones_stay() -> None:
+    import duckdb
+
+    from relabel.incremental import label_store
+
+    with duckdb.connect() as conn:
+        label_store.ensure_tables(conn)
+        conn.execute(
+            "insert into inbox_teacher_labels (qid, doc_id, content_hash, status, batch_id) values "
+            "('q', 'a', 'h', 'ok', 'b1'), ('q', 'b', 'h', 'unparsed', 'b1'), ('q', 'c', 'h', 'failed', 'b1'), "
+            "('q', 'd', 'h', 'skipped_budget', 'b1'), ('q', 'e', 'h', 'failed', 'b2')"
+        )
+        assert label_store.drop_failed_teacher_rows(conn, "b1") == 2
+        assert label_store.drop_failed_teacher_rows(conn, "b1") == 0
+        assert sorted(d for _, d, _ in label_store.teacher_graded_keys(conn)) == ["a", "b", "e"]

@@ -602,10 +602,10 @@ def batch_pairs(conn: Any, batch_id: str) -> pd.DataFrame:
 def drop_failed_teacher_rows(conn: Any, batch_id: str) -> int:
     """Delete this batch's teacher rows whose call failed (outage, budget stop), so that a re-run tries those
     pairs again (answers already paid for come from the LLM cache). Returns the rows deleted."""
-    failed = "from inbox_teacher_labels where batch_id = ? and status not in ('ok', 'unparsed')"
-    count = conn.execute(f"select count(*) {failed}", [batch_id]).fetchone()[0]
-    conn.execute(f"delete {failed}", [batch_id])
-    return int(count)
+    deleted = conn.execute(
+        "delete from inbox_teacher_labels where batch_id = ? and status not in ('ok', 'unparsed')", [batch_id]
+    )
+    return int(deleted.fetchone()[0])  # DuckDB answers a delete with its row count
 
 
 def teacher_graded_keys(conn: Any) -> list[PairKey]:
