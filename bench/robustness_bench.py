@@ -154,10 +154,9 @@ def hostile_rows(scale: str, work: Path) -> dict[str, dict[str, Any]]:
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    columns = list(next(iter(rows.values())))
-    lines = ["| row | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(str(row[c]) for c in columns) + " |" for name, row in rows.items()]
-    return "\n".join(lines)
+    import pandas as pd
+
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("row").to_markdown()
 
 
 def main() -> None:
