@@ -133,19 +133,16 @@ def hostile_rows(scale: str, work: Path) -> dict[str, dict[str, Any]]:
             outcome.setdefault("seconds", 0)
             outcome.setdefault("peak_rss_mib", 0)
             scored = score(inputs, outcome)["row"]
-            rows[f"hostile files → {stage}"] = {
-                "unit": "files",
-                "tried": scored["inputs tried"],
-                "crashed": scored["crashed"],
-                "quarantined": scored["quarantined"],
-                "ingested": scored["ingested"],
-                "lost": scored["lost"],
-                "duplicated": scored["duplicated"],
-                "no reason": scored["no reason"],
-                "violations": 0,
-                "peak RSS MiB": scored["peak RSS MiB"],
-                "seconds": scored["seconds"],
-            }
+            same = ("crashed", "quarantined", "ingested", "lost", "duplicated", "seconds")
+            rows[f"hostile files → {stage}"] = scenario_row(
+                {
+                    **{column: scored[column] for column in same},
+                    "unit": "files",
+                    "tried": scored["inputs tried"],
+                    "no_reason": scored["no reason"],
+                    "peak_rss_mib": scored["peak RSS MiB"],
+                }
+            )
     finally:
         locked = share / "perm" / "locked.txt"
         if locked.exists():

@@ -9,6 +9,7 @@ a half-written table), each named in ``notes``."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -345,8 +346,6 @@ RUNS_QUERY = """{ runsOrError(filter: {pipelineName: "incremental_relabel_job"})
 
 
 def graphql(port: int, query: str) -> dict:
-    import json
-
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
         data=json.dumps({"query": query}).encode(),
