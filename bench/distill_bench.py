@@ -54,9 +54,9 @@ def labeler_metrics(frame: pd.DataFrame, grade: str, score: str) -> dict[str, fl
     }
 
 
-def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
-    """Measured fp32 matmul throughput of this CPU (GFLOP/s)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """Measured matmul throughput of this CPU in ``dtype`` (GFLOP/s)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     started = time.perf_counter()
     for _ in range(repeats):

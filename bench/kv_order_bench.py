@@ -1,12 +1,18 @@
-"""Does the order of the teacher's calls let the server reuse its prefix (KV) cache? The demo's judged pairs, in
-a shuffled order ("given": what an unordered SQL join hands over) and sorted by their messages ("prefix": a
-query's documents back to back, so the rubric and the query are cached), graded by the embedded teacher.
+"""How much of the teacher's prompt does the server's prefix (KV) cache save, by prompt layout and call order?
 
-    python bench/kv_order_bench.py [--model relabel-local/qwen2.5-coder-1.5b] [--pairs 48]
+The demo's pairs are graded by the embedded teacher with the shipped ``grade_nist`` prompt (document first,
+then the query: a document's pairs share the rubric and the document) and with the same prompt rearranged
+query first (the layout before 2026-11-29: a query's pairs share the rubric and the query), each in
+"prefix" order (calls sorted by their messages, what the pipeline sends) and optionally in "given" order
+(shuffled: what an unordered SQL join hands over).
 
-Prints, per order: seconds, labels/s, prompt tokens, prompt tokens served from the cache (``cached_tokens``,
-reported by llama.cpp and by OpenAI for GPT-4o alike), tokens processed, and whether the grades match.
-Every run starts from an empty answer cache (in-memory DuckDB), so every pair is a real call.
+    python bench/kv_order_bench.py [--warehouse data/warehouse.duckdb] [--pairs N] [--orders prefix,given]
+
+With ``--warehouse`` the pairs are those a finished ``relabel run`` graded (its ``pairs_to_grade`` table: pool
+pairs and judged pairs); without it, the demo corpus's 192 reference judgments. Prints, per arm: seconds,
+labels/s, prompt tokens, tokens served from the cache (``cached_tokens``, reported by llama.cpp and by
+OpenAI alike), tokens processed, and how many grades match the first arm's. Every arm starts from an empty
+answer cache (in-memory DuckDB), so every pair is a real call.
 """
 
 from __future__ import annotations
@@ -15,58 +21,89 @@ import argparse
 import time
 
 import duckdb
+import pandas as pd
 
 from relabel.evaluation.judgments import load_demo_judgments
 from relabel.llm.client import LLMClient
-from relabel.llm.runner import CALL_ORDERS, CallPolicy
-from relabel.teacher.grading import label_pairs
+from relabel.llm.prompts import PromptTemplate, load_prompt
+from relabel.llm.runner import CallPolicy
+from relabel.teacher.grading import DEFAULT_GRADE_PROMPT, label_pairs
 from resources.llm import DEFAULT_LLM_MODEL
+
+QUERY_LINE = "Query: $query\n"
+
+
+def query_first(prompt: PromptTemplate) -> PromptTemplate:
+    """The shipped grading prompt with the query moved in front of the document (the earlier layout)."""
+    if QUERY_LINE not in prompt.user or not prompt.user.startswith("<document>"):
+        raise ValueError(f"prompt {prompt.prompt_id} changed: update the ablation in bench/kv_order_bench.py")
+    user = QUERY_LINE + "\n" + prompt.user.replace(QUERY_LINE, "")
+    return PromptTemplate(f"{prompt.prompt_id}-query-first", "ablation", prompt.system, user)
+
+
+def demo_pairs(warehouse: str | None) -> pd.DataFrame:
+    """The pairs a finished demo run graded, or the demo corpus's reference judgments."""
+    if warehouse is None:
+        return load_demo_judgments().drop(columns="grade").assign(pair_source="benchmark")
+    with duckdb.connect(warehouse, read_only=True) as conn:
+        return conn.execute("select * from pairs_to_grade").df()
+
+
+def grade_arm(client: LLMClient, pairs: list[dict], template: PromptTemplate, order: str) -> tuple[dict, dict]:
+    """Grade every pair from an empty answer cache; returns the arm's figures and its grades by pair."""
+    conn = duckdb.connect()
+    started = time.perf_counter()
+    rows = label_pairs(conn, client, pairs, use_logprobs=True, policy=CallPolicy(order=order), template=template)
+    seconds = time.perf_counter() - started
+    tokens_in, cached = conn.execute("select sum(tokens_in), sum(cached_tokens) from llm_calls").fetchall()[0]
+    figures = {
+        "pairs": len(rows),
+        "seconds": round(seconds, 1),
+        "labels_per_s": round(len(rows) / seconds, 3),
+        "prompt_tokens": int(tokens_in),
+        "cached_tokens": int(cached or 0),
+        "cached_share": round((cached or 0) / tokens_in, 3),
+        "processed_tokens": int(tokens_in - (cached or 0)),
+    }
+    return figures, {(r["qid"], r["doc_id"], r["pair_source"]): r["grade"] for r in rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_LLM_MODEL)
-    parser.add_argument("--pairs", type=int, default=48)
+    parser.add_argument("--warehouse", help="DuckDB file of a finished `relabel run` (its pairs_to_grade)")
+    parser.add_argument("--pairs", type=int, help="grade only this many of the shuffled pairs")
+    parser.add_argument("--orders", default="prefix", help="comma-separated: prefix, given")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    judged = load_demo_judgments().sample(frac=1.0, random_state=args.seed).head(args.pairs)
-    pairs = [{**row, "pair_source": "benchmark"} for row in judged.drop(columns="grade").to_dict("records")]
+    frame = demo_pairs(args.warehouse).sample(frac=1.0, random_state=args.seed)  # "given" = a shuffled order
+    if args.pairs:
+        frame = frame.head(args.pairs)
+    pairs = frame.to_dict("records")
+    shipped = load_prompt(DEFAULT_GRADE_PROMPT)
+    layouts = {"query first (before)": query_first(shipped), "document first (shipped)": shipped}
     client = LLMClient(args.model)
     label_pairs(duckdb.connect(), client, pairs[:1], use_logprobs=True)  # loads the model outside the timing
-    results, grades = [], {}
-    for order in CALL_ORDERS[::-1]:  # "given" first: the model's cache then holds one unrelated prompt
-        conn = duckdb.connect()
-        started = time.perf_counter()
-        rows = label_pairs(conn, client, pairs, use_logprobs=True, policy=CallPolicy(order=order))
-        seconds = time.perf_counter() - started
-        grades[order] = [
-            (r["qid"], r["doc_id"], r["grade"]) for r in sorted(rows, key=lambda r: (r["qid"], r["doc_id"]))
-        ]
-        tokens_in, cached = conn.execute("select sum(tokens_in), sum(cached_tokens) from llm_calls").fetchall()[0]
-        results.append(
-            {
-                "order": order,
-                "pairs": len(rows),
-                "queries": len({r["qid"] for r in rows}),
-                "seconds": round(seconds, 1),
-                "labels_per_s": round(len(rows) / seconds, 3),
-                "prompt_tokens": int(tokens_in),
-                "cached_tokens": int(cached or 0),
-                "processed_tokens": int(tokens_in - (cached or 0)),
-            }
-        )
-    print(f"model {args.model}, {len(pairs)} demo pairs\n")
-    print("| " + " | ".join(results[0]) + " |")
-    print("|" + "---|" * len(results[0]))
-    for row in results:
-        print("| " + " | ".join(str(v) for v in row.values()) + " |")
-    given, prefix = results
-    same = sum(a == b for a, b in zip(grades["given"], grades["prefix"], strict=True))
+    results, reference = [], None
+    for order in args.orders.split(","):
+        for layout, template in layouts.items():
+            figures, grades = grade_arm(client, pairs, template, order)
+            reference = reference or grades
+            same = sum(grades[key] == reference[key] for key in reference)
+            results.append({"layout": layout, "order": order, **figures, "same_grade_as_first_arm": same})
+            print(results[-1], flush=True)
+    table = pd.DataFrame(results)
     print(
-        f"\nprefix vs given: {given['seconds'] / prefix['seconds']:.2f}x faster, "
-        f"{1 - prefix['processed_tokens'] / given['processed_tokens']:.0%} fewer prompt tokens processed; "
-        f"same grade on {same}/{len(pairs)} pairs"
+        f"\nmodel {args.model}; {len(pairs)} pairs, {frame['qid'].nunique()} queries, "
+        f"{frame['doc_id'].nunique()} documents\n"
     )
+    print(table.to_markdown(index=False))
+    for order, arms in table.groupby("order", sort=False):
+        before, after = arms.iloc[0], arms.iloc[1]
+        print(
+            f"\n{order} order: document first is {before['seconds'] / after['seconds']:.2f}x faster than query "
+            f"first, {1 - after['processed_tokens'] / before['processed_tokens']:.0%} fewer prompt tokens processed"
+        )
 
 
 if __name__ == "__main__":

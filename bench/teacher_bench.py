@@ -2,10 +2,13 @@
 ../shared/benchmarks/trec-dl-2023-dev (75 pairs per human grade).
 
     python bench/teacher_bench.py [--pairs 300] [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+        [--modes logprobs,generate] [--layouts shipped,query-first]
 
 Prints Cohen's kappa, quadratic-weighted kappa, binary kappa, nDCG@10 and pairwise accuracy of each
 model in logprob mode (expected grade from the four grade-token probabilities) and generate mode (one
-digit, strictly parsed), and labels/s from the recorded call latencies. Answers are cached in
+digit, strictly parsed), per prompt layout (the shipped ``grade_nist``, document first, and the same prompt
+query first, the layout before 2026-11-29: a prompt change must not lower agreement), and labels/s from the
+recorded call latencies. Answers are cached in
 data/bench/teacher_bench.duckdb, so a second run prints the same table without calling the models.
 """
 
@@ -16,11 +19,13 @@ from pathlib import Path
 
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
+from kv_order_bench import query_first  # noqa: E402
 
 from relabel.evaluation.judgments import load_trec_folder  # noqa: E402
 from relabel.evaluation.metrics import agreement, ranking_agreement  # noqa: E402
 from relabel.llm.client import LLMClient  # noqa: E402
-from relabel.teacher.grading import label_pairs  # noqa: E402
+from relabel.llm.prompts import load_prompt  # noqa: E402
+from relabel.teacher.grading import DEFAULT_GRADE_PROMPT, label_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "benchmarks" / "trec-dl-2023-dev"
@@ -63,6 +68,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     parser.add_argument("--modes", default="logprobs,generate")
+    parser.add_argument("--max-doc-chars", type=int, default=1500, help="passage characters shown (the demo: 500)")
+    parser.add_argument("--layouts", default="shipped", help="comma-separated: shipped, query-first")
     args = parser.parse_args()
     if not DEV.exists():
         raise SystemExit(f"benchmark folder not found: {DEV}")
@@ -70,16 +77,29 @@ def main() -> None:
     pairs = [{**row, "pair_source": "benchmark"} for row in sample.to_dict("records")]
     cache = REPO / "data" / "bench"
     cache.mkdir(parents=True, exist_ok=True)
+    shipped = load_prompt(DEFAULT_GRADE_PROMPT)
+    templates = {"shipped": shipped, "query-first": query_first(shipped)}
     results = []
     with duckdb.connect(str(cache / "teacher_bench.duckdb")) as conn:
         for model in args.models.split(","):
             for mode in args.modes.split(","):
-                client = LLMClient(f"relabel-local/{model}")
-                rows = label_pairs(conn, client, pairs, use_logprobs=mode == "logprobs", max_doc_chars=1500)
-                results.append({"model": model, "mode": mode, **evaluate(rows, sample)})
-                print(results[-1], flush=True)
+                for layout in args.layouts.split(","):
+                    client = LLMClient(f"relabel-local/{model}")
+                    rows = label_pairs(
+                        conn,
+                        client,
+                        pairs,
+                        use_logprobs=mode == "logprobs",
+                        max_doc_chars=args.max_doc_chars,
+                        template=templates[layout],
+                    )
+                    results.append({"model": model, "mode": mode, "layout": layout, **evaluate(rows, sample)})
+                    print(results[-1], flush=True)
     table = pd.DataFrame(results)
-    print(f"\n{len(sample)} pairs of trec-dl-2023-dev, {sample['qid'].nunique()} queries, 75 per grade\n")
+    print(
+        f"\n{len(sample)} pairs of trec-dl-2023-dev, {sample['qid'].nunique()} queries, 75 per grade, "
+        f"passages cut to {args.max_doc_chars} characters\n"
+    )
     print(table.to_markdown(index=False, floatfmt=".3f"))
 
 

@@ -4,6 +4,7 @@ whole Dagster event stream (DEBUG and up) goes to a log file instead of the term
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,16 @@ def asset_line(materialization: dg.AssetMaterialization) -> str:
     return (
         f"  done    {name:<24}{f'{rows.value} rows' if rows else '':>12}{f'{elapsed.value} s' if elapsed else '':>10}"
     )
+
+
+DONE_LINE = re.compile(r"^\s+done\s+(?P<asset>\S+)\s+(?:(?P<rows>\d+) rows)?\s*(?:(?P<seconds>[\d.]+) s)?\s*$")
+
+
+def parse_asset_line(line: str) -> dict[str, str | None] | None:
+    """The asset, rows and seconds of a line written by ``asset_line`` (for benchmarks that time a run);
+    None for any other line."""
+    match = DONE_LINE.match(line)
+    return match.groupdict() if match else None
 
 
 def check_line(evaluation: dg.AssetCheckEvaluation) -> str:

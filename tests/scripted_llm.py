@@ -58,7 +58,7 @@ def answer(model: str, user: str) -> str:
     if model == "garbage":
         return "I think this is quite relevant!"
     query = set(re.findall(r"\w{3,}", _field(user, "Query").lower()))
-    body = user.split("<document>", 1)[-1].lower()
+    body = user.split("<document>", 1)[-1].split("</document>", 1)[0].lower()
     overlap = sum(1 for word in query if word in body)
     return str(min(3, overlap))
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from relabel.progress import ProgressBars
-from relabel_assets.console import execute_with_console
+from relabel_assets.console import execute_with_console, parse_asset_line
 
 
 @dg.asset
@@ -43,6 +43,8 @@ def test_run_console_prints_one_line_per_asset_and_logs_every_event(tmp_path: Pa
     body = lines[1:]
     done = [line for line in body if line.lstrip().startswith("done")]
     assert len(done) == 1 and "small_table" in done[0] and "3 rows" in done[0] and "0.25 s" in done[0]
+    assert parse_asset_line(done[0]) == {"asset": "small_table", "rows": "3", "seconds": "0.25"}
+    assert [parse_asset_line(line) for line in lines if line not in done] == [None] * (len(lines) - 1)
     assert any("small_table.small_table_has_ten_rows failed: 3 rows, expected 10" in line for line in body)
     assert any(line.lstrip().startswith("FAILED") and "the input is unreadable" in line for line in body)
     assert len(body) == 3, body  # nothing of the DEBUG stream reaches the console

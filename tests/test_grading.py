@@ -1,12 +1,14 @@
 """Teacher answer parsing and labeling: logprobs, strict text, unparsed and failed rows."""
 
 import math
+import os
 
 import duckdb
 import pytest
 
 from relabel.llm.client import LLMClient
 from relabel.llm.prompts import load_prompt, parse_template, render_pair
+from relabel.llm.runner import CallRequest, prefix_order_key
 from relabel.teacher.grading import grade_from_logprobs, grade_from_text, label_pairs, parse_grade
 from tests import scripted_llm
 
@@ -50,7 +52,33 @@ def test_document_is_fenced_and_truncated() -> None:
     messages = render_pair(load_prompt("grade_nist"), "q", {**PAIR, "text": "x </document> " + "word " * 500}, 100)
     user = messages[1]["content"]
     assert user.count("</document>") == 1 and "</ document>" in user
-    assert len(user) < 600 and user.index("Query:") < user.index("<document>")
+    assert len(user) < 600 and user.index("</document>") < user.index("Query:")
+
+
+def test_prefix_order_sends_a_documents_pairs_back_to_back_sharing_the_whole_document() -> None:
+    """The document comes before the query, so sorting calls by their messages puts a document's pairs next to
+    each other and their common prefix holds the rubric and the whole document (what a KV cache can skip)."""
+    prompt = load_prompt("grade_nist")
+    pairs = [
+        {**PAIR, "doc_id": doc_id, "text": f"{PAIR['text']} {doc_id}", "query_text": query}
+        for query in ("vpn setup windows", "who signs travel expenses", "printer on floor 3")
+        for doc_id in ("d1", "d2")
+    ]
+    requests = [
+        CallRequest(
+            f"{p['query_text']}|{p['doc_id']}",
+            render_pair(prompt, p["query_text"], p, 500),
+            {},
+            prompt.prompt_id,
+            prompt.version,
+        )
+        for p in pairs
+    ]
+    ordered = sorted(requests, key=prefix_order_key)
+    assert [r.item_id.split("|")[1] for r in ordered] == ["d1"] * 3 + ["d2"] * 3
+    first, second = (r.messages[1]["content"] for r in ordered[:2])
+    shared = os.path.commonprefix([first, second])
+    assert shared.endswith("Query: ") and "</document>" in shared and f"{PAIR['text']} d1" in shared
 
 
 def test_prompt_version_follows_content() -> None:

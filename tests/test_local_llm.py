@@ -120,14 +120,14 @@ def test_an_endpoint_down_for_a_whole_run_stores_nothing_false_and_the_next_run_
 
 
 def test_prefix_order_reuses_the_kv_cache_with_the_same_grades() -> None:
-    """Calls sorted by their messages put a query's documents next to each other, so the server's prefix cache
-    skips the rubric and the query: the same grades, fewer prompt tokens processed (``cached_tokens``)."""
+    """Calls sorted by their messages put a document's queries next to each other, so the server's prefix cache
+    skips the rubric and the document: the same grades, fewer prompt tokens processed (``cached_tokens``)."""
     docs = [{**DOC, "doc_id": f"d{i}", "text": f"{DOC['text']} Note {i}: {word}."} for i, word in enumerate("abc")]
     queries = ["how do I set up the vpn gateway on windows", "who approves parental leave requests in finance"]
-    interleaved = [
+    interleaved = [  # query by query: no two neighbours share a document
         {**doc, "pair_source": "pool", "qid": f"q{j}", "query_text": query}
-        for doc in docs
         for j, query in enumerate(queries)
+        for doc in docs
     ]
     processed, grades = {}, {}
     for order in ("given", "prefix"):

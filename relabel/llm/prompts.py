@@ -71,7 +71,8 @@ MAX_DOC_CHARS = 500
 def render_pair(
     prompt: PromptTemplate, query: str, doc: dict[str, Any], max_doc_chars: int, **extra: object
 ) -> list[dict[str, str]]:
-    """Grading messages: fixed instructions, then the query, then the fenced document with its metadata."""
+    """Grading messages: fixed instructions, then the fenced document with its metadata, then the query (the
+    layout is the template's; ``grade_nist`` puts the document first so a document's pairs share a cached prefix)."""
     text = str(doc["text"])
     if len(text) > max_doc_chars:
         text = text[:max_doc_chars].rsplit(" ", 1)[0] + " ..."

@@ -317,7 +317,7 @@ def run_calls(
 
 def prefix_order_key(request: CallRequest) -> list[tuple[str, str]]:
     """Sort key that puts requests sharing the longest message prefix next to each other (lexicographic order
-    of the messages: the fixed rubric, then the query, then the document)."""
+    of the messages: with ``grade_nist``, the fixed rubric, then the document, then the query)."""
     return [(m["role"], m["content"]) for m in request.messages]
 
 

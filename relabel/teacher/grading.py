@@ -88,7 +88,7 @@ def label_pairs(
 
     Every input pair yields one row: ``ok`` with a grade, ``unparsed`` with the raw answer, ``failed`` with
     the error, or ``skipped_budget``; rows come sorted by query and document. The runner sends the calls in
-    prefix order (``CallPolicy.order``), so a query's candidates share the server's cached prompt prefix.
+    prefix order (``CallPolicy.order``), so a document's pairs share the server's cached prompt prefix.
     ``template`` replaces the shipped prompt ``prompt_id`` (for prompt ablations such as the injection bench's).
     """
     policy = policy or CallPolicy()
