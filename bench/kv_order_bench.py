@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
@@ -68,6 +69,24 @@ def grade_arm(client: LLMClient, pairs: list[dict], template: PromptTemplate, or
     return figures, {(r["qid"], r["doc_id"], r["pair_source"]): r["grade"] for r in rows}
 
 
+def compare_layouts(model: str, pairs: list[dict], orders: Sequence[str] = ("prefix",)) -> pd.DataFrame:
+    """Grade ``pairs`` with the query-first and the shipped layout in each of ``orders``, one arm after the other
+    from an empty answer cache; one row of figures per arm."""
+    shipped = load_prompt(DEFAULT_GRADE_PROMPT)
+    layouts = {"query first (before)": query_first(shipped), "document first (shipped)": shipped}
+    client = LLMClient(model)
+    label_pairs(duckdb.connect(), client, pairs[:1], use_logprobs=True)  # loads the model outside the timing
+    results, reference = [], None
+    for order in orders:
+        for layout, template in layouts.items():
+            figures, grades = grade_arm(client, pairs, template, order)
+            reference = reference or grades
+            same = sum(grades[key] == reference[key] for key in reference)
+            results.append({"layout": layout, "order": order, **figures, "same_grade_as_first_arm": same})
+            print(results[-1], flush=True)
+    return pd.DataFrame(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_LLM_MODEL)
@@ -79,22 +98,9 @@ def main() -> None:
     frame = demo_pairs(args.warehouse).sample(frac=1.0, random_state=args.seed)  # "given" = a shuffled order
     if args.pairs:
         frame = frame.head(args.pairs)
-    pairs = frame.to_dict("records")
-    shipped = load_prompt(DEFAULT_GRADE_PROMPT)
-    layouts = {"query first (before)": query_first(shipped), "document first (shipped)": shipped}
-    client = LLMClient(args.model)
-    label_pairs(duckdb.connect(), client, pairs[:1], use_logprobs=True)  # loads the model outside the timing
-    results, reference = [], None
-    for order in args.orders.split(","):
-        for layout, template in layouts.items():
-            figures, grades = grade_arm(client, pairs, template, order)
-            reference = reference or grades
-            same = sum(grades[key] == reference[key] for key in reference)
-            results.append({"layout": layout, "order": order, **figures, "same_grade_as_first_arm": same})
-            print(results[-1], flush=True)
-    table = pd.DataFrame(results)
+    table = compare_layouts(args.model, frame.to_dict("records"), args.orders.split(","))
     print(
-        f"\nmodel {args.model}; {len(pairs)} pairs, {frame['qid'].nunique()} queries, "
+        f"\nmodel {args.model}; {len(frame)} pairs, {frame['qid'].nunique()} queries, "
         f"{frame['doc_id'].nunique()} documents\n"
     )
     print(table.to_markdown(index=False))

@@ -29,22 +29,18 @@ import time
 import warnings
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import torch
 from distill_bench import DEFAULT_TEACHERS, TEST_A, encoder_flops_per_pair, matmul_gflops
-from kv_order_bench import demo_pairs, grade_arm, query_first
+from kv_order_bench import compare_layouts, demo_pairs
 from precision_probe import quantized
 
 from relabel.evaluation.judgments import read_docs_jsonl, read_label_file, read_queries
 from relabel.evaluation.metrics import agreement
-from relabel.llm.client import LLMClient
-from relabel.llm.prompts import load_prompt
 from relabel.models import minilm_dir
 from relabel.student import StudentConfig, load_student, pair_text, read_meta, train_student
 from relabel.student.base import cpu_has_native_bf16
 from relabel.student.cross_encoder import set_inference_threads
-from relabel.teacher.grading import DEFAULT_GRADE_PROMPT, label_pairs
 from relabel.teacher.votes import recorded_teacher, training_rows
 from relabel_assets.console import parse_asset_line
 from resources.llm import DEFAULT_LLM_MODEL
@@ -68,17 +64,7 @@ def demo_run(data_dir: Path) -> tuple[float, pd.DataFrame]:
 
 def teacher_layouts(warehouse: Path, model: str) -> pd.DataFrame:
     """The demo's pairs graded with the query-first and the document-first layout, prefix order."""
-    pairs = demo_pairs(str(warehouse)).to_dict("records")
-    shipped = load_prompt(DEFAULT_GRADE_PROMPT)
-    client = LLMClient(model)
-    label_pairs(duckdb.connect(), client, pairs[:1], use_logprobs=True)  # loads the model outside the timing
-    rows, reference = [], None
-    for layout, template in {"query first (before)": query_first(shipped), "document first": shipped}.items():
-        figures, grades = grade_arm(client, pairs, template, "prefix")
-        reference = reference or grades
-        rows.append({"layout": layout, **figures, "same_grade": sum(grades[k] == reference[k] for k in reference)})
-        print(rows[-1], flush=True)
-    return pd.DataFrame(rows)
+    return compare_layouts(model, demo_pairs(str(warehouse)).to_dict("records"))
 
 
 def student_paths(scratch: Path) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -154,7 +140,7 @@ def main() -> None:
             print(
                 f"document first vs query first: {before['seconds'] / after['seconds']:.2f}x the labels/s, "
                 f"{1 - after['processed_tokens'] / before['processed_tokens']:.0%} fewer prompt tokens processed, "
-                f"same grade on {after['same_grade']}/{after['pairs']} pairs\n"
+                f"same grade on {after['same_grade_as_first_arm']}/{after['pairs']} pairs\n"
             )
         if "student" not in skip:
             student, bounds = student_paths(Path(scratch) / "student")
