@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from relabel.llm.client import LLMClient
+from relabel.llm.local import unload_local_models
 from relabel.llm.runner import CallPolicy
 from relabel.models import resolve_gguf
 from relabel.synthesis.queries import synthesize_queries
@@ -61,6 +62,9 @@ def test_served_model_gives_the_same_labels_through_the_openai_route() -> None:
             pairs,
             use_logprobs=True,
         )
+        # llama.cpp's numbers depend on which prompt prefix is already in the KV cache (a cached prefix is not
+        # recomputed in the same batch split), so the in-process model starts empty, like the served one
+        unload_local_models()
         local = label_pairs(duckdb.connect(), LLMClient(MODEL), pairs, use_logprobs=True)
     finally:
         server.terminate()

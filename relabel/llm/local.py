@@ -45,6 +45,12 @@ def local_server(model: str, n_ctx: int = 4096) -> Any:
         return _servers[path]
 
 
+def unload_local_models() -> None:
+    """Drop every loaded model, and with it its prompt (KV) cache: the next call loads the file afresh."""
+    with _lock:
+        _servers.clear()
+
+
 def chat_completion(model: str, request: dict[str, Any]) -> dict[str, Any]:
     """Run one OpenAI-style chat completion request on the local model; returns the OpenAI-style dict."""
     server = local_server(model)
