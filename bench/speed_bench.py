@@ -31,17 +31,15 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from distill_bench import DEFAULT_TEACHERS, TEST_A, encoder_flops_per_pair, matmul_gflops
+from distill_bench import encoder_flops_per_pair, matmul_gflops
 from kv_order_bench import compare_layouts, demo_pairs
 from precision_probe import quantized
+from student_speed_bench import load_test_a_pairs, train_throwaway_student
 
-from relabel.evaluation.judgments import read_docs_jsonl, read_label_file, read_queries
 from relabel.evaluation.metrics import agreement
-from relabel.models import minilm_dir
-from relabel.student import StudentConfig, load_student, pair_text, read_meta, train_student
+from relabel.student import load_student, read_meta
 from relabel.student.base import cpu_has_native_bf16
 from relabel.student.cross_encoder import set_inference_threads
-from relabel.teacher.votes import recorded_teacher, training_rows
 from relabel_assets.console import parse_asset_line
 from resources.llm import DEFAULT_LLM_MODEL
 
@@ -70,14 +68,8 @@ def teacher_layouts(warehouse: Path, model: str) -> pd.DataFrame:
 def student_paths(scratch: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """pairs/s of a throwaway bi-encoder on test-a per inference path, with its equivalence to fp32."""
     set_inference_threads()
-    queries = read_queries(TEST_A / "queries.tsv")
-    human = read_label_file(TEST_A / "qrels.txt")
-    docs = read_docs_jsonl(TEST_A / "docs.jsonl", set(human["doc_id"]))
-    query_texts = [queries[q] for q in human["qid"]]
-    doc_texts = [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in human["doc_id"]]
-    teacher = recorded_teacher([TEST_A / "runs" / f"{DEFAULT_TEACHERS[0]}.txt"], set(queries))
-    rows = training_rows(queries, docs, teacher)[::16][:160]
-    train_student(rows, StudentConfig(base_model=str(minilm_dir()), epochs=1, val_fraction=0), scratch)
+    queries, human, docs, query_texts, doc_texts = load_test_a_pairs()
+    train_throwaway_student(scratch, queries, docs, "bi-encoder")
     fp32_model = load_student(scratch).model
     paths = {"fp32": ("fp32", fp32_model), "bf16 autocast": ("bf16", fp32_model)}
     with warnings.catch_warnings():

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 from distill_bench import (
     DEFAULT_TEACHERS,
     TEST_A,
@@ -30,6 +31,24 @@ from relabel.student.cross_encoder import set_inference_threads
 from relabel.teacher.votes import recorded_teacher, training_rows
 
 
+def load_test_a_pairs() -> tuple[dict[str, str], pd.DataFrame, dict[str, dict], list[str], list[str]]:
+    """test-a's queries, NIST grades and passages, and the student's query and document text of every judged pair."""
+    queries = read_queries(TEST_A / "queries.tsv")
+    human = read_label_file(TEST_A / "qrels.txt")
+    docs = read_docs_jsonl(TEST_A / "docs.jsonl", set(human["doc_id"]))
+    query_texts = [queries[q] for q in human["qid"]]
+    doc_texts = [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in human["doc_id"]]
+    return queries, human, docs, query_texts, doc_texts
+
+
+def train_throwaway_student(folder: Path, queries: dict[str, str], docs: dict[str, dict], recipe: str) -> None:
+    """One epoch on 160 recorded GPT-4o labels of test-a: speed does not depend on what the weights learned."""
+    teacher = recorded_teacher([TEST_A / "runs" / f"{DEFAULT_TEACHERS[0]}.txt"], set(queries))
+    rows = training_rows(queries, docs, teacher)[::16][:160]
+    config = StudentConfig(base_model=str(minilm_dir()), recipe=recipe, epochs=1, val_fraction=0)
+    train_student(rows, config, folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a student checkpoint folder (default: train a throwaway one)")
@@ -38,22 +57,12 @@ def main() -> None:
     parser.add_argument("--local-teacher", default="qwen2.5-coder-1.5b")
     args = parser.parse_args()
     set_inference_threads()
-    queries = read_queries(TEST_A / "queries.tsv")
-    human = read_label_file(TEST_A / "qrels.txt")
-    docs = read_docs_jsonl(TEST_A / "docs.jsonl", set(human["doc_id"]))
-    query_texts = [queries[q] for q in human["qid"]]
-    doc_texts = [pair_text({"title": docs[d]["title"], "doc_text": docs[d]["text"]}) for d in human["doc_id"]]
+    queries, human, docs, query_texts, doc_texts = load_test_a_pairs()
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = args.model
         if model_dir is None:
-            teacher = recorded_teacher([TEST_A / "runs" / f"{DEFAULT_TEACHERS[0]}.txt"], set(queries))
-            rows = training_rows(queries, docs, teacher)[::16][:160]
             model_dir = Path(scratch)
-            train_student(
-                rows,
-                StudentConfig(base_model=str(minilm_dir()), recipe=args.recipe, epochs=1, val_fraction=0),
-                model_dir,
-            )
+            train_throwaway_student(model_dir, queries, docs, args.recipe)
         recipe = read_meta(model_dir)["recipe"]
         labeler = load_student(model_dir)
         labeler.predict(query_texts[:64], doc_texts[:64])  # warm-up
