@@ -8,8 +8,8 @@ Prints Cohen's kappa, quadratic-weighted kappa, binary kappa, nDCG@10 and pairwi
 model in logprob mode (expected grade from the four grade-token probabilities) and generate mode (one
 digit, strictly parsed), per prompt layout (the shipped ``grade_nist``, document first, and the same prompt
 query first, the layout before 2026-11-29: a prompt change must not lower agreement), and labels/s from the
-recorded call latencies. Answers are cached in
-data/bench/teacher_bench.duckdb, so a second run prints the same table without calling the models.
+recorded call latencies. Answers are cached in data/bench/teacher_bench.duckdb, so a second run prints the same
+table without calling the models.
 """
 
 from __future__ import annotations
