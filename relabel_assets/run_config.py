@@ -40,7 +40,8 @@ class StudentCheckpointConfig(dg.Config):
     )
     base_model: str | None = Field(
         default=None,
-        description="local Hugging Face folder (or .gguf for the slm) to start from. Empty: "
+        description="local Hugging Face folder, an encoder alias (minilm-l6, mpnet-base) or, for the slm, a "
+        ".gguf path or alias to start from. Empty: "
         "RELABEL_STUDENT_BASE_MODEL, else the recipe's packaged default.",
     )
     init_from: str | None = Field(

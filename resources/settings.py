@@ -122,7 +122,8 @@ class PipelineSettings(dg.ConfigurableResource):
         init_from: str | None = None,
     ) -> StudentConfig:
         """The student recipe: base weights default to the MiniLM-L6 package (encoders) or the SmolLM2
-        GGUF (SLM) unless a local Hugging Face folder (or, for the SLM, a .gguf) is configured. An argument
+        GGUF (SLM) unless a local Hugging Face folder or an alias (``mpnet-base``; for the SLM a .gguf) is
+        configured. An argument
         given (a run-time choice) replaces its setting; ``None`` keeps the setting."""
         recipe = recipe or self.student_recipe
         default_base = "" if recipe == "slm" else str(minilm_dir())

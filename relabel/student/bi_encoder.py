@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from relabel.models import resolve_encoder
 from relabel.student.base import (
     Labeler,
     StudentConfig,
@@ -122,7 +123,7 @@ def train_bi_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, out_
     validation kappa with the teacher) and save to ``out_dir``. With ``init_from``, encoder and head start from
     that checkpoint."""
     seed_everything(config.seed)
-    start = config.init_from or config.base_model
+    start = config.init_from or resolve_encoder(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(start)
     device = torch_device()
     model = AutoModel.from_pretrained(start, dtype=torch.float32).to(device)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from relabel.models import resolve_encoder
 from relabel.student.base import (
     Labeler,
     StudentConfig,
@@ -117,7 +118,7 @@ def train_cross_encoder(rows: Sequence[dict[str, Any]], config: StudentConfig, o
     > 0; validation split by query, early stopping on validation kappa with the teacher) and save to
     ``out_dir`` in Hugging Face format. With ``init_from``, training starts from that checkpoint."""
     seed_everything(config.seed)
-    start = config.init_from or config.base_model
+    start = config.init_from or resolve_encoder(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(start)
     device = torch_device()
     model = AutoModelForSequenceClassification.from_pretrained(
