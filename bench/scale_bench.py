@@ -111,10 +111,11 @@ def reference_frames(shared: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def first_queries(data: dict[str, list[dict]], limit: int) -> dict[str, list[dict]]:
-    """The rows of the first ``limit`` queries (sorted ids) of each training year and of test-a."""
-    keep: set[str] = set()
-    for group in [*({r["year"] for r in data["train"]}), "test-a"]:
+def first_queries(data: dict[str, list[dict]], limit: int, all_test_a: bool = False) -> dict[str, list[dict]]:
+    """The rows of the first ``limit`` queries (sorted ids) of each training year and of test-a (every test-a
+    query with ``all_test_a``)."""
+    keep: set[str] = {r["qid"] for r in data["test_a"]} if all_test_a else set()
+    for group in [*({r["year"] for r in data["train"]}), *([] if all_test_a else ["test-a"])]:
         part = data["test_a"] if group == "test-a" else [r for r in data["train"] if r["year"] == group]
         keep.update(sorted({r["qid"] for r in part})[:limit])
     return {name: [r for r in rows if r["qid"] in keep] for name, rows in data.items()}
@@ -249,6 +250,8 @@ def config_name(overrides: dict) -> str:
     """A table label for a configuration."""
     if overrides == BASE:
         return "untrained base (thresholds fitted to the teacher's shares)"
+    if overrides.get("epochs") == 0:
+        return f"untrained base {json.dumps({k: v for k, v in overrides.items() if k != 'epochs'})}"
     return "student " + (json.dumps(overrides) if overrides else "(default recipe)")
 
 
@@ -349,6 +352,7 @@ def main() -> None:
         default=0,
         help="keep the first N queries of each year and of test-a (a quick smoke run)",
     )
+    parser.add_argument("--all-test-a", action="store_true", help="with --max-queries: label every test-a pair")
     parser.add_argument("--train-only", action="store_true", help="append predictions, print no table")
     parser.add_argument("--report-only", action="store_true", help="tables from --predictions, no training")
     parser.add_argument("--predictions", type=Path, default=REPO / "data" / "bench" / "scale_predictions.jsonl")
@@ -364,7 +368,7 @@ def main() -> None:
     if not args.report_only:
         data = json.loads(gzip.decompress(args.rows.read_bytes())) if args.rows else load_rows(args.shared)
         if args.max_queries:
-            data = first_queries(data, args.max_queries)
+            data = first_queries(data, args.max_queries, args.all_test_a)
         if not args.base_model:
             from relabel.models import minilm_dir
 

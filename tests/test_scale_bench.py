@@ -112,3 +112,14 @@ def test_held_out_years_take_the_number_or_the_full_name_and_reject_unknown_year
     assert held_out_years(rows, ["2021", "TREC-DL-2019", "2019"]) == ["TREC-DL-2019", "TREC-DL-2021"]
     with pytest.raises(SystemExit, match="unknown year"):
         held_out_years(rows, ["2022"])
+
+
+def test_a_subset_keeps_the_first_queries_of_each_year_and_optionally_all_of_test_a() -> None:
+    bench = _scale_bench()
+    train = [{"qid": f"{y}-{q}", "year": y} for y in ("A", "B") for q in (3, 1, 2) for _ in range(2)]
+    data = {"train": train, "test_a": [{"qid": q} for q in ("t2", "t1", "t3")]}
+    subset = bench.first_queries(data, 2)
+    assert sorted({r["qid"] for r in subset["train"]}) == ["A-1", "A-2", "B-1", "B-2"]
+    assert len(subset["train"]) == 8 and [r["qid"] for r in subset["test_a"]] == ["t2", "t1"]
+    assert [r["qid"] for r in bench.first_queries(data, 2, all_test_a=True)["test_a"]] == ["t2", "t1", "t3"]
+    assert bench.config_name({"epochs": 0, "base_model": "mpnet-base"}) == 'untrained base {"base_model": "mpnet-base"}'
