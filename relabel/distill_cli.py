@@ -101,8 +101,8 @@ def student_default(name: str) -> object:
 @click.option(
     "--base-model",
     default="",
-    help="local Hugging Face folder, or for the SLM a .gguf path or alias (default: MiniLM-L6 for the "
-    "encoders, smollm2-135m for the SLM)",
+    help="local Hugging Face folder, for the encoders an alias (minilm-l6, mpnet-base after `make setup-mpnet`), "
+    "for the SLM a .gguf path or alias (default: MiniLM-L6 for the encoders, smollm2-135m for the SLM)",
 )
 @click.option(
     "--learning-rate",
