@@ -201,6 +201,9 @@ def test_slm_from_gguf_with_lora_trains_and_round_trips(tmp_path: Path) -> None:
     )
     meta = train_student(ROWS, config, tmp_path / "slm")
     assert meta["recipe"] == "slm" and meta["history"][0]["train_loss"] > 0
+    # the record keys every recipe writes (bench/scale_bench.py reads them)
+    assert meta["best_val_kappa_vs_teacher"] == meta["history"][-1]["val_kappa_vs_teacher"]
+    assert meta["best_epoch"] is None
     labeler = load_student(tmp_path / "slm")
     before = LlamaForCausalLM.from_pretrained(str(base_dir)).model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(before, labeler.model.model.layers[0].self_attn.q_proj.weight), "LoRA must be merged"

@@ -205,6 +205,7 @@ def train_slm(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Pa
         {"step": int(h["step"]), "train_loss": float(h["loss"])} for h in trainer.state.log_history if "loss" in h
     ]
     labeler = SLMLabeler(trained, tokenizer, [0.75, 1.5, 2.25], config.max_doc_chars, config.max_length)
+    kappa = None
     if val_idx:
         kappa, val_scores = validation_kappa(labeler, queries, docs, grades, train_idx, val_idx)
         history.append({"step": config.max_steps, "val_kappa_vs_teacher": kappa})
@@ -219,6 +220,9 @@ def train_slm(rows: Sequence[dict[str, Any]], config: StudentConfig, out_dir: Pa
         base_model=str(config.base_model or DEFAULT_SLM_BASE),
         thresholds=labeler.thresholds,
         history=history,
+        # the same record keys as the encoders' (the SLM trains a fixed number of steps: no epoch is chosen)
+        best_val_kappa_vs_teacher=kappa,
+        best_epoch=None,
         train_rows=len(train_idx),
         val_rows=len(val_idx),
         train_seconds=time.perf_counter() - started,
