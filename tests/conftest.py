@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -136,3 +138,12 @@ def pipeline_resources(tmp_path: Path, tiny_corpus: Path) -> dict[str, object]:
 def requires_benchmarks() -> pytest.MarkDecorator:
     """Skip (with the reason) when ../shared/benchmarks is not next to the repository."""
     return pytest.mark.skipif(not BENCHMARKS.exists(), reason=f"human-judged benchmarks not found at {BENCHMARKS}")
+
+
+def load_bench(name: str) -> ModuleType:
+    """A ``bench/`` script imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,25 +4,16 @@ random slice is reported, and the variant is chosen by agreement with the teache
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import load_bench
+
 pytestmark = pytest.mark.unit
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def synthetic_frame(n_queries: int = 4, per_query: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -55,7 +46,7 @@ def synthetic_frame(n_queries: int = 4, per_query: int = 50, seed: int = 0) -> p
 
 
 def test_cascade_curve_ends_and_uncertainty_beats_random(tmp_path: Path) -> None:
-    bench, scale = _load("cascade_bench"), _load("scale_bench")
+    bench, scale = load_bench("cascade_bench"), load_bench("scale_bench")
     frame = synthetic_frame()
     table = bench.cascade_table(
         frame,
@@ -89,7 +80,7 @@ def test_cascade_curve_ends_and_uncertainty_beats_random(tmp_path: Path) -> None
 
 
 def test_variant_is_chosen_by_agreement_with_the_teacher_not_nist() -> None:
-    bench = _load("cascade_bench")
+    bench = load_bench("cascade_bench")
     table = pd.DataFrame(
         [
             {"policy": "uncertainty (entropy)", "share": 0.2, "agree_rest": 0.70, "kappa": 0.10},
@@ -101,7 +92,7 @@ def test_variant_is_chosen_by_agreement_with_the_teacher_not_nist() -> None:
 
 
 def test_records_without_probabilities_route_by_margin_only(tmp_path: Path) -> None:
-    bench = _load("cascade_bench")
+    bench = load_bench("cascade_bench")
     path = tmp_path / "predictions.jsonl"
     records = [
         {
@@ -131,7 +122,7 @@ def test_records_without_probabilities_route_by_margin_only(tmp_path: Path) -> N
 
 
 def test_disagreement_routing_is_cross_fitted_on_other_splits() -> None:
-    bench, scale = _load("cascade_bench"), _load("scale_bench")
+    bench, scale = load_bench("cascade_bench"), load_bench("scale_bench")
     # two "years"; the student is wrong on its high expected grades while looking confident everywhere
     parts = []
     for split, seed in (("Y1", 1), ("Y2", 2)):

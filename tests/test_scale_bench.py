@@ -3,28 +3,18 @@ trains on carry no human grade, and its report reproduces the teacher's publishe
 teacher's own grades as predictions."""
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BENCHMARKS, requires_benchmarks
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _scale_bench():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("scale_bench", REPO / "bench" / "scale_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import BENCHMARKS, load_bench, requires_benchmarks
 
 
 @pytest.mark.integration
 @requires_benchmarks()
 def test_training_rows_are_the_teachers_and_nothing_human(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bench = _scale_bench()
+    bench = load_bench("scale_bench")
     data = bench.load_rows(BENCHMARKS)
     assert len(data["train"]) == 31474 and len({r["qid"] for r in data["train"]}) == 150
     assert {r["year"] for r in data["train"]} == {"TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"}
@@ -48,7 +38,7 @@ def test_training_rows_are_the_teachers_and_nothing_human(tmp_path: Path, monkey
 @pytest.mark.integration
 @requires_benchmarks()
 def test_report_scores_predictions_against_nist() -> None:
-    bench = _scale_bench()
+    bench = load_bench("scale_bench")
     references = bench.reference_frames(BENCHMARKS)
     test = references["test-a"]
     # the recorded willia-umbrela1 labeling as if it were a student: the report must give its known kappa
@@ -106,7 +96,7 @@ def test_report_scores_predictions_against_nist() -> None:
 
 @pytest.mark.unit
 def test_held_out_years_take_the_number_or_the_full_name_and_reject_unknown_years() -> None:
-    held_out_years = _scale_bench().held_out_years
+    held_out_years = load_bench("scale_bench").held_out_years
     rows = [{"year": y} for y in ("TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021", "TREC-DL-2019")]
     assert held_out_years(rows, None) == ["TREC-DL-2019", "TREC-DL-2020", "TREC-DL-2021"]
     assert held_out_years(rows, ["2021", "TREC-DL-2019", "2019"]) == ["TREC-DL-2019", "TREC-DL-2021"]
@@ -115,7 +105,7 @@ def test_held_out_years_take_the_number_or_the_full_name_and_reject_unknown_year
 
 
 def test_a_subset_keeps_the_first_queries_of_each_year_and_optionally_all_of_test_a() -> None:
-    bench = _scale_bench()
+    bench = load_bench("scale_bench")
     train = [{"qid": f"{y}-{q}", "year": y} for y in ("A", "B") for q in (3, 1, 2) for _ in range(2)]
     data = {"train": train, "test_a": [{"qid": q} for q in ("t2", "t1", "t3")]}
     subset = bench.first_queries(data, 2)

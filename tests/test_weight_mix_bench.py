@@ -1,23 +1,13 @@
 """bench/weight_mix_bench.py: the weight mix is the base at share 0, the students' mean at share 1, and keeps the
 base's integer buffers."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _bench():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("weight_mix_bench", REPO / "bench" / "weight_mix_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_bench
 
 
 def test_mixed_state_interpolates_the_base_and_the_students_mean() -> None:
-    mixed_state = _bench().mixed_state
+    mixed_state = load_bench("weight_mix_bench").mixed_state
     base = {"w": torch.zeros(2), "ids": torch.arange(3)}
     students = [
         {"w": torch.tensor([2.0, 4.0]), "ids": torch.arange(3) + 7},
